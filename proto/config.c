@@ -1,0 +1,2 @@
+/* config.c — placeholder while the config parser is being written. */
+#include "proto/status.h"
