@@ -1,12 +1,12 @@
-/* math.h — element-wise math written once for the C compiler and nvcc (DESIGN.md §6), so
+/* kd_math.h — element-wise math written once for the C compiler and nvcc (DESIGN.md §6), so
  * the CPU tests cover the CUDA kernels' arithmetic too.
  *
  * KD_HD marks a function usable on host and device: `__host__ __device__ inline` under
  * nvcc, `static inline` otherwise. Everything is float; each formula is the numerically
  * stable form (no exp of a large positive argument, no log of 0 for finite inputs).
  */
-#ifndef KD_KERNELS_MATH_H
-#define KD_KERNELS_MATH_H
+#ifndef KD_KERNELS_KD_MATH_H
+#define KD_KERNELS_KD_MATH_H
 
 #include <math.h>
 
