@@ -118,6 +118,35 @@ def random_case(seed, n_img, n_cat, gt_per_img, crowd_p=0.08, fp_per_img=6, scor
     return gt_file(images, anns, cats), dets
 
 
+def grid_case(seed, n_img, n_cat, gt_per_img, dt_per_gt=3, crowd_p=0.1):
+    """Integer boxes on a coarse grid with one-digit scores: exact IoU ties, IoUs exactly at
+    thresholds (1/2, 3/4, 9/10 ...), areas exactly at 32^2 and 96^2, many equal scores."""
+    rng = random.Random(seed)
+    images = list(range(1, n_img + 1))
+    cats = list(range(1, n_cat + 1))
+    sizes = [4, 8, 16, 20, 32, 40, 64, 96, 100, 128]
+    anns, dets = [], []
+    for img in images:
+        for _ in range(rng.randint(0, gt_per_img)):
+            w, h = rng.choice(sizes), rng.choice(sizes)
+            x, y = 4 * rng.randint(0, 100), 4 * rng.randint(0, 80)
+            cat = rng.choice(cats)
+            crowd = 1 if rng.random() < crowd_p else 0
+            area = rng.choice([w * h, 1024, 9216, w * h // 2])
+            anns.append(G(img, cat, (x, y, w, h), area=area, iscrowd=crowd))
+            for _ in range(rng.randint(0, dt_per_gt)):
+                dx, dy = rng.choice([0, 0, 1, 2, 4, -2]), rng.choice([0, 0, 1, 2, -4])
+                dw, dh = w + rng.choice([0, 0, 2, -2, 4, w // 2]), h + rng.choice([0, 0, 2, -1, h])
+                dets.append(D(img, cat if rng.random() < 0.9 else rng.choice(cats),
+                              (x + dx, y + dy, max(dw, 1), max(dh, 1)), rng.randint(0, 10) / 10))
+        for _ in range(rng.randint(0, 4)):
+            dets.append(D(img, rng.choice(cats), (4 * rng.randint(0, 100), 4 * rng.randint(0, 80),
+                                                  rng.choice(sizes), rng.choice(sizes)),
+                          rng.randint(0, 10) / 10))
+    rng.shuffle(dets)
+    return gt_file(images, anns, cats), dets
+
+
 # ---- adversarial cases -------------------------------------------------------------------
 
 def case_crowd():
@@ -288,6 +317,8 @@ for s in range(8):
                                                        gt_per_img=3 + s, score_digits=1 + s % 3))
 CASES['random_dense'] = lambda: random_case(999, n_img=6, n_cat=2, gt_per_img=25, fp_per_img=40,
                                             score_digits=2)
+CASES['grid_0'] = lambda: grid_case(31, n_img=6, n_cat=2, gt_per_img=6)
+CASES['grid_1'] = lambda: grid_case(32, n_img=5, n_cat=3, gt_per_img=10, dt_per_gt=5, crowd_p=0.25)
 CASES['random_crowded'] = lambda: random_case(555, n_img=8, n_cat=3, gt_per_img=8, crowd_p=0.4)
 
 
