@@ -71,14 +71,15 @@ void kd_cpu_align_scale_fwd(const kd_backend *b, kd_shape s, const float *x,
         channel_mean_std(s, x, c, &mu, &sd);
         mean_x[c] = mu;
         std_x[c] = sd;
+        /* (x - mu) * a + mean_t, not x * a + (mean_t - mu * a): a can be ~1e6 / std */
         const float a = (float)((double)std_t[c] / ((double)sd + ALIGN_EPS));
-        const float off = mean_t[c] - mu * a;
+        const float mt = mean_t[c];
         for (int n = 0; n < s.n; n++) {
             const size_t o = ((size_t)n * s.c + c) * hw;
             const float *xp = x + o;
             float *yp = y + o;
 #pragma omp simd
-            for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * a + off;
+            for (size_t i = 0; i < hw; i++) yp[i] = (xp[i] - mu) * a + mt;
         }
     }
 }
@@ -110,19 +111,19 @@ void kd_cpu_align_scale_bwd(const kd_backend *b, kd_shape s, const float *x,
             }
         }
         const double st = std_t[c], sd = std_x[c], den = sd + ALIGN_EPS;
-        /* dx = a*dy + B*(x - mu) + C0 */
+        /* dx = a*(dy - mean(dy)) + B*(x - mu), a = std_t/(std_x + e) (large when std_x is
+         * small, so the mean is subtracted before scaling) */
         const double a = st / den;
-        const double C0 = -st * sg / (double)cnt / den;
         double B = 0.0;
         if (sd > 0.0 && cnt >= 2) B = -(st * sgx) / (den * den * (double)(cnt - 1) * sd);
-        const float af = (float)a, Bf = (float)B, Cf = (float)C0;
+        const float af = (float)a, Bf = (float)B, mg = (float)(sg / (double)cnt);
         for (int n = 0; n < s.n; n++) {
             const size_t o = ((size_t)n * s.c + c) * hw;
             const float *xp = x + o, *gp = dy + o;
             float *dp = dx + o;
 #pragma omp simd
             for (size_t i = 0; i < hw; i++) {
-                float v = af * gp[i] + Bf * (xp[i] - mu) + Cf;
+                float v = af * (gp[i] - mg) + Bf * (xp[i] - mu);
                 dp[i] = accumulate ? dp[i] + v : v;
             }
         }

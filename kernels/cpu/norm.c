@@ -128,11 +128,11 @@ void kd_cpu_group_norm_bwd(const kd_backend *b, kd_shape s, int groups, int relu
 {
     KD_CHECK(groups >= 1 && s.c / groups * groups == s.c, "(GroupNorm: channels %d, groups %d)",
              s.c, groups);
-    KD_CHECK(!relu || y != NULL, "(GroupNorm backward with relu needs y)");
     const int cg = s.c / groups;
     const size_t hw = (size_t)s.h * s.w, m = (size_t)cg * hw;
     const long tasks = (long)s.n * groups;
     if (tasks == 0 || m == 0) return;
+    KD_CHECK(!relu || y != NULL, "(GroupNorm backward with relu needs y)");
     const size_t nc = (size_t)s.n * s.c;
     double *sdy = kd_xmalloc(2 * nc * sizeof *sdy), *sdyxh = sdy + nc;
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
@@ -207,8 +207,9 @@ void kd_cpu_batch_norm_inf_bwd(const kd_backend *b, kd_shape s, float eps, int r
                                const float *rmean, const float *rvar, const float *gamma,
                                float *dx, int accumulate, float *dgamma, float *dbeta)
 {
-    KD_CHECK(!relu || y != NULL, "(BatchNorm backward with relu needs y)");
     const size_t hw = (size_t)s.h * s.w;
+    if (kd_shape_elems(s) == 0) return;
+    KD_CHECK(!relu || y != NULL, "(BatchNorm backward with relu needs y)");
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int c = 0; c < s.c; c++) {
