@@ -1,0 +1,88 @@
+/* mpi_dist_prog MODE — run under `mpirun -np N --oversubscribe` by mpi_case.sh.
+ *   collectives: ranks, broadcast, sum, gather, equality check
+ *   gradsync:    bucketed gradient all-reduce equals the mean, whatever the bucket size
+ *                and the order in which backward reports finished ranges
+ *   rankdeath:   rank 1 exits abruptly while rank 0 waits in a collective; the job must
+ *                end (mpirun aborts everyone) instead of hanging
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "worker/dist.h"
+
+static int fails;
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "rank check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); fails++; } } while (0)
+
+static void collectives(kd_dist *d)
+{
+    CHECK(d->size >= 2);
+    CHECK(d->local_rank >= 0 && d->local_rank < d->local_size);
+    char buf[100] = {0};
+    if (d->rank == 0) snprintf(buf, sizeof buf, "index from rank 0");
+    kd_dist_bcast(d, buf, sizeof buf, 0);
+    CHECK(strcmp(buf, "index from rank 0") == 0);
+    double v[2] = {1.0, (double)d->rank};
+    kd_dist_allreduce_sum(d, v, 2);
+    CHECK(v[0] == d->size && v[1] == d->size * (d->size - 1) / 2.0);
+    int mine = d->rank * 10, all[64] = {0};
+    kd_dist_gather(d, &mine, sizeof mine, all, 0);
+    if (d->rank == 0)
+        for (int r = 0; r < d->size; r++) CHECK(all[r] == r * 10);
+    CHECK(kd_dist_all_equal_u64(d, 42));
+    CHECK(!kd_dist_all_equal_u64(d, (unsigned long long)d->rank));
+}
+
+static void gradsync(kd_dist *d)
+{
+    enum { N = 10007 };
+    static float g[N];
+    size_t bucket_bytes[] = {4, 4000, 40000, 1 << 20};
+    for (size_t b = 0; b < sizeof bucket_bytes / sizeof bucket_bytes[0]; b++) {
+        for (int i = 0; i < N; i++) g[i] = (float)((i % 97) * (d->rank + 1));
+        kd_grad_sync s;
+        kd_grad_sync_init(&s, d, g, N, bucket_bytes[b]);
+        /* Backward reports finished ranges from the end towards the start. */
+        for (size_t lo = N; lo > 0; lo = lo > 1500 ? lo - 1500 : 0) kd_grad_sync_ready(&s, lo);
+        kd_grad_sync_ready(&s, 0);
+        kd_grad_sync_finish(&s);
+        double mean_factor = (d->size + 1) / 2.0; /* mean of 1..size */
+        int bad = 0;
+        for (int i = 0; i < N; i++) bad += g[i] != (float)((i % 97) * mean_factor);
+        CHECK(bad == 0);
+        kd_grad_sync_free(&s);
+    }
+}
+
+static void rankdeath(kd_dist *d)
+{
+    if (d->rank == 1) {
+        usleep(200 * 1000);
+        _exit(3); /* no MPI_Finalize, no abort: a crash */
+    }
+    double v = 1;
+    kd_dist_allreduce_sum(d, &v, 1); /* would wait forever without the launcher's abort */
+    fprintf(stderr, "rank %d: allreduce returned after a peer died\n", d->rank);
+}
+
+int main(int argc, char **argv)
+{
+    kd_dist d;
+    kd_err err = {0};
+    if (kd_dist_init(&argc, &argv, &d, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (!strcmp(mode, "collectives")) collectives(&d);
+    else if (!strcmp(mode, "gradsync")) gradsync(&d);
+    else if (!strcmp(mode, "rankdeath")) rankdeath(&d);
+    else { fprintf(stderr, "unknown mode %s\n", mode); fails++; }
+    double f = fails;
+    kd_dist_allreduce_sum(&d, &f, 1);
+    kd_dist_finalize(&d);
+    if (d.rank == 0) printf("%s: %s\n", mode, f == 0 ? "ok" : "FAILED");
+    return f == 0 ? 0 : 1;
+}
