@@ -26,7 +26,6 @@ typedef enum {
     KD_KD_RM_PFI,    /* Rank Mimicking + Prediction-guided Feature Imitation */
     KD_KD_BCKD,      /* BCKD */
 } kd_kd_method;
-typedef enum { KD_BAD_IMAGE_SKIP = 0, KD_BAD_IMAGE_REPLACE } kd_bad_image;
 
 typedef char kd_cfg_str[KD_CFG_STR_BYTES];
 
@@ -102,7 +101,7 @@ typedef struct kd_config {
     kd_dataset_cfg val_dataset;
     kd_cfg_list resize_scale;
     double flip_prob;
-    int on_bad_image; /* kd_bad_image */
+    int on_bad_image; /* kd_bad_image_policy (worker/data/data_cfg.h): 0 skip, 1 replace */
     /* optimisation and schedule */
     double lr, momentum, weight_decay, clip_grad_max_norm;
     bool auto_scale_lr;
