@@ -46,6 +46,17 @@ kd_status kd_dist_init(int *argc, char ***argv, kd_dist *d, kd_err *err)
     KD_CHECK_MPI(MPI_Comm_size(d->node_comm, &d->local_size));
     gethostname(d->host, sizeof d->host - 1);
     kd_set_rank(d->rank);
+    /* A job script that runs the worker without mpirun/srun inside a multi-task Slurm
+     * allocation would silently train single-rank jobs: refuse it. */
+    const char *ntasks = getenv("SLURM_NTASKS");
+    if (ntasks && getenv("SLURM_JOB_ID") && atoi(ntasks) != d->size && !getenv("CROSSKD_ALLOW_WORLD_MISMATCH")) {
+        kd_errf(err, KD_EINVAL,
+                "MPI world size is %d but Slurm allocated %s tasks (SLURM_NTASKS): launch with "
+                "'srun --mpi=pmix' or 'mpirun' (set CROSSKD_ALLOW_WORLD_MISMATCH=1 to override)",
+                d->size, ntasks);
+        MPI_Finalize();
+        return KD_EINVAL;
+    }
     const char *env = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
     if (!env) env = getenv("SLURM_LOCALID");
     if (env && atoi(env) != d->local_rank)

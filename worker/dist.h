@@ -30,7 +30,12 @@ typedef struct kd_dist {
     MPI_Comm comm, node_comm;
 } kd_dist;
 
-/* MPI_Init_thread (FUNNELED), ranks, node split, abort hook. */
+/* Exit status of a worker that saved a checkpoint because of SIGTERM/SIGUSR1 (a time
+ * limit or a preemption): a batch script requeues the job on it. */
+#define KD_EXIT_REQUEUE 85
+
+/* MPI_Init_thread (FUNNELED), ranks, node split, abort hook. Refuses a world size that
+ * differs from the task count of a Slurm allocation (SLURM_NTASKS). */
 kd_status kd_dist_init(int *argc, char ***argv, kd_dist *d, kd_err *err);
 void kd_dist_finalize(kd_dist *d);
 
