@@ -1,2 +1,0 @@
-/* daemon.c — placeholder for the coordinator on rank 0. */
-#include "proto/status.h"
