@@ -13,8 +13,10 @@
  *   precision[t, r, k, a, m] = pr_{j(r)},  j(r) = first j with rc_j >= recThrs[r]
  *                (searchsorted side='left'); 0 once j(r) runs past the end
  *   recall[t, k, a, m] = rc_last (0 with no detection)
- * Cells with npig == 0 stay -1. Work per category: one O(n log n) sort, then 120 linear
- * passes; scratch arrays are sized once for the largest category.
+ * Cells with npig == 0 stay -1. Work per category: one O(n log n) sort, then up to 120
+ * linear passes over contiguous outcome masks (a maxDets list equal to the previous one
+ * reuses its results); only true positives are stored (see cell()), scratch arrays are
+ * sized once for the largest category.
  */
 #include "worker/eval/eval_internal.h"
 
@@ -77,6 +79,44 @@ static inline size_t rec_at(size_t K, size_t t, size_t k, size_t a, size_t m)
     return ((t * K + k) * KD_EVAL_A + a) * KD_EVAL_M + m;
 }
 
+/* One (k, a, m, t) cell from the sorted outcome masks stp/sig[0..nd).
+ * Shortcut, exact: the recall changes only at a true positive, and the precision rises only
+ * at a true positive (a false positive lowers it, an ignored detection repeats it), so the
+ * envelope value at any index is the largest precision among the true positives at or after
+ * it (0 when there is none: tp is 0 there), and searchsorted lands on a true positive,
+ * or on index 0 for a threshold of 0. Only the true positives' precisions are kept (ev_pr),
+ * computed with the same expression as numpy, so every value is the same double. */
+static void cell(const uint64_t *stp, const uint64_t *sig, size_t nd, uint64_t bit, double npig,
+                 const double *rec_thr, double *ev_pr, uint32_t *ev_tp, double *prec_out,
+                 size_t prec_stride, double *recall_out)
+{
+    const double eps = DBL_EPSILON; /* np.spacing(1) = 2^-52 */
+    uint32_t tp = 0, fp = 0, n_ev = 0;
+    for (size_t j = 0; j < nd; j++) {
+        if (stp[j] & bit) {
+            tp++;
+            ev_pr[n_ev] = (double)tp / ((double)fp + (double)tp + eps);
+            ev_tp[n_ev++] = tp;
+        } else if (!(sig[j] & bit)) fp++;
+    }
+    *recall_out = nd ? (double)tp / npig : 0.0;
+    for (uint32_t e = n_ev; e-- > 1;)
+        if (ev_pr[e] > ev_pr[e - 1]) ev_pr[e - 1] = ev_pr[e];
+    /* recall at index 0 is 0 unless index 0 is a true positive (then it is event 0) */
+    uint32_t e = 0;
+    for (int q = 0; q < KD_EVAL_R; q++) {
+        double v;
+        if (nd == 0) v = 0.0;                     /* searchsorted past the end */
+        else if (rec_thr[q] <= 0.0 && (n_ev == 0 || !(stp[0] & bit)))
+            v = n_ev ? ev_pr[0] : 0.0;            /* index 0, not a true positive */
+        else {
+            while (e < n_ev && (double)ev_tp[e] / npig < rec_thr[q]) e++;
+            v = e < n_ev ? ev_pr[e] : 0.0;        /* past the end: pycocotools keeps 0 */
+        }
+        prec_out[(size_t)q * prec_stride] = v;
+    }
+}
+
 void kd_eval_ctx_accumulate(const kd_eval_ctx *c, kd_eval_result *r)
 {
     const size_t K = c->K;
@@ -89,7 +129,7 @@ void kd_eval_ctx_accumulate(const kd_eval_ctx *c, kd_eval_result *r)
 
     double rec_thr[KD_EVAL_R];
     kd_eval_recall_thresholds(rec_thr);
-    const double eps = DBL_EPSILON; /* np.spacing(1) = 2^-52 */
+    const size_t prec_stride = K * KD_EVAL_A * KD_EVAL_M; /* step of r in precision */
 
     size_t max_n = 1;
     for (size_t k = 0; k < K; k++) {
@@ -98,9 +138,10 @@ void kd_eval_ctx_accumulate(const kd_eval_ctx *c, kd_eval_result *r)
     }
     uint32_t *idx = kd_xmalloc(max_n * sizeof *idx);
     uint32_t *tmp = kd_xmalloc(max_n * sizeof *tmp);
-    uint32_t *list = kd_xmalloc(max_n * sizeof *list);
-    uint32_t *tpc = kd_xmalloc(max_n * sizeof *tpc);
-    double *pr = kd_xmalloc(max_n * sizeof *pr);
+    uint64_t *stp = kd_xmalloc(max_n * sizeof *stp);
+    uint64_t *sig = kd_xmalloc(max_n * sizeof *sig);
+    uint32_t *ev_tp = kd_xmalloc(max_n * sizeof *ev_tp);
+    double *ev_pr = kd_xmalloc(max_n * sizeof *ev_pr);
 
     for (size_t k = 0; k < K; k++) {
         const size_t base = c->bucket_off[k], n = c->bucket_off[k + 1] - base;
@@ -113,39 +154,36 @@ void kd_eval_ctx_accumulate(const kd_eval_ctx *c, kd_eval_result *r)
         for (size_t j = 0; j < n; j++) idx[j] = (uint32_t)j;
         sort_by_score_desc(idx, tmp, n, score);
 
+        size_t prev_nd = SIZE_MAX;
         for (int m = 0; m < KD_EVAL_M; m++) {
             size_t nd = 0;
             for (size_t j = 0; j < n; j++)
-                if (rank[idx[j]] < kd_eval_max_dets[m]) list[nd++] = idx[j];
+                if (rank[idx[j]] < kd_eval_max_dets[m]) {
+                    stp[nd] = tpb[idx[j]];
+                    sig[nd++] = igb[idx[j]];
+                }
             for (int a = 0; a < KD_EVAL_A; a++) {
                 const size_t npig = c->npig[k * KD_EVAL_A + a];
                 if (npig == 0) continue;
-                const double dn = (double)npig;
                 for (int t = 0; t < KD_EVAL_T; t++) {
-                    const uint64_t bit = KD_EVAL_BIT(a, t);
-                    uint32_t tp = 0, fp = 0;
-                    for (size_t j = 0; j < nd; j++) {
-                        uint32_t e = list[j];
-                        if (tpb[e] & bit) tp++;
-                        else if (!(igb[e] & bit)) fp++;
-                        tpc[j] = tp;
-                        pr[j] = (double)tp / ((double)fp + (double)tp + eps);
+                    if (nd == prev_nd) { /* same list as for the previous maxDets */
+                        for (int q = 0; q < KD_EVAL_R; q++)
+                            r->precision[prec_at(K, t, q, k, a, m)] = r->precision[prec_at(K, t, q, k, a, m - 1)];
+                        r->recall[rec_at(K, t, k, a, m)] = r->recall[rec_at(K, t, k, a, m - 1)];
+                        continue;
                     }
-                    r->recall[rec_at(K, t, k, a, m)] = nd ? (double)tpc[nd - 1] / dn : 0.0;
-                    for (size_t j = nd; j-- > 1;)
-                        if (pr[j] > pr[j - 1]) pr[j - 1] = pr[j];
-                    size_t j = 0;
-                    for (int q = 0; q < KD_EVAL_R; q++) {
-                        while (j < nd && (double)tpc[j] / dn < rec_thr[q]) j++;
-                        r->precision[prec_at(K, t, q, k, a, m)] = j < nd ? pr[j] : 0.0;
-                    }
+                    cell(stp, sig, nd, KD_EVAL_BIT(a, t), (double)npig, rec_thr, ev_pr, ev_tp,
+                         r->precision + prec_at(K, t, 0, k, a, m), prec_stride,
+                         r->recall + rec_at(K, t, k, a, m));
                 }
             }
+            prev_nd = nd;
         }
     }
     free(idx);
     free(tmp);
-    free(list);
-    free(tpc);
-    free(pr);
+    free(stp);
+    free(sig);
+    free(ev_tp);
+    free(ev_pr);
 }

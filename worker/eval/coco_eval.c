@@ -18,6 +18,7 @@
  */
 #include "worker/eval/eval_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,11 +41,16 @@ double kd_eval_box_iou(const double dt[4], const double gt[4], int gt_crowd)
 }
 
 typedef struct pair_scratch {
+    double thr[KD_EVAL_T]; /* iouThrs */
     size_t cap_g;
     double *iou;       /* [D][G] */
     uint8_t *ig;       /* [G] ignore flag for the current area range */
+    uint8_t *crowd;    /* [G] */
+    uint8_t *id_nz;    /* [G] annotation id != 0 (pycocotools' "matched" test) */
     uint32_t *order;   /* [G] visiting order: non-ignored first */
     uint8_t *matched;  /* [G] matched at the current threshold */
+    double darea[KD_EVAL_MAX_DETS];   /* w*h of each detection (loadRes' area) */
+    double row_max[KD_EVAL_MAX_DETS]; /* largest IoU of each detection */
 } pair_scratch;
 
 static void scratch_reserve(pair_scratch *s, size_t G)
@@ -54,6 +60,8 @@ static void scratch_reserve(pair_scratch *s, size_t G)
     while (cap < G) cap *= 2;
     s->iou = kd_xrealloc(s->iou, (size_t)KD_EVAL_MAX_DETS * cap * sizeof *s->iou);
     s->ig = kd_xrealloc(s->ig, cap * sizeof *s->ig);
+    s->crowd = kd_xrealloc(s->crowd, cap * sizeof *s->crowd);
+    s->id_nz = kd_xrealloc(s->id_nz, cap * sizeof *s->id_nz);
     s->order = kd_xrealloc(s->order, cap * sizeof *s->order);
     s->matched = kd_xrealloc(s->matched, cap * sizeof *s->matched);
     s->cap_g = cap;
@@ -67,25 +75,33 @@ static void eval_pair(const kd_eval_ctx *c, pair_scratch *s, const uint32_t *gts
 {
     const kd_coco_ann *anns = c->gt->anns;
     scratch_reserve(s, G);
-    const int have_iou = D > 0 && G > 0;
-    for (size_t d = 0; d < D && have_iou; d++) {
-        const double *db = c->dets[keys[d].pos].bbox;
-        for (size_t g = 0; g < G; g++) {
-            const kd_coco_ann *ga = &anns[gts[g]];
-            s->iou[d * G + g] = kd_eval_box_iou(db, ga->bbox, ga->iscrowd != 0);
-        }
+    for (size_t g = 0; g < G; g++) {
+        s->crowd[g] = anns[gts[g]].iscrowd != 0;
+        s->id_nz[g] = anns[gts[g]].id != 0;
     }
-    for (size_t d = 0; d < D; d++) tp_out[d] = ig_out[d] = 0;
+    const int have_iou = D > 0 && G > 0; /* maskUtils.iou returns [] otherwise */
+    for (size_t d = 0; d < D; d++) {
+        const double *db = c->dets[keys[d].pos].bbox;
+        s->darea[d] = db[2] * db[3];
+        double mx = 0.0;
+        for (size_t g = 0; g < G; g++) {
+            double v = kd_eval_box_iou(db, anns[gts[g]].bbox, s->crowd[g]);
+            s->iou[d * G + g] = v;
+            if (v > mx) mx = v;
+            else if (v != v) mx = INFINITY; /* NaN (overflowing boxes): scan as pycocotools does */
+        }
+        s->row_max[d] = mx;
+        tp_out[d] = ig_out[d] = 0;
+    }
 
-    double thr[KD_EVAL_T];
-    kd_eval_iou_thresholds(thr);
+    const double *thr = s->thr;
     const double cap = 1 - 1e-10;
     for (int a = 0; a < KD_EVAL_A; a++) {
         const double lo = kd_eval_area_ranges[a][0], hi = kd_eval_area_ranges[a][1];
         size_t n_reg = 0;
         for (size_t g = 0; g < G; g++) {
-            const kd_coco_ann *ga = &anns[gts[g]];
-            s->ig[g] = ga->iscrowd || ga->area < lo || ga->area > hi;
+            const double area = anns[gts[g]].area;
+            s->ig[g] = s->crowd[g] || area < lo || area > hi;
             n_reg += !s->ig[g];
         }
         npig[a] += n_reg;
@@ -94,18 +110,18 @@ static void eval_pair(const kd_eval_ctx *c, pair_scratch *s, const uint32_t *gts
 
         for (int t = 0; t < KD_EVAL_T; t++) {
             const uint64_t bit = KD_EVAL_BIT(a, t);
+            const double best0 = thr[t] < cap ? thr[t] : cap;
             memset(s->matched, 0, G);
             for (size_t d = 0; d < D; d++) {
-                const double *db = c->dets[keys[d].pos].bbox;
-                const double darea = db[2] * db[3];
-                const int d_out = darea < lo || darea > hi;
+                const int d_out = s->darea[d] < lo || s->darea[d] > hi;
                 long m = -1;
-                if (have_iou) {
-                    double best = thr[t] < cap ? thr[t] : cap;
+                /* a detection whose best IoU is below the threshold cannot match: skip the scan */
+                if (have_iou && s->row_max[d] >= best0) {
+                    double best = best0;
                     const double *row = s->iou + d * G;
                     for (size_t q = 0; q < G; q++) {
                         uint32_t g = s->order[q];
-                        if (s->matched[g] && !anns[gts[g]].iscrowd) continue;
+                        if (s->matched[g] && !s->crowd[g]) continue;
                         if (m >= 0 && !s->ig[m] && s->ig[g]) break;
                         if (row[g] < best) continue;
                         best = row[g];
@@ -115,7 +131,7 @@ static void eval_pair(const kd_eval_ctx *c, pair_scratch *s, const uint32_t *gts
                 int counted = 0, ignored = 0;
                 if (m >= 0) {
                     s->matched[m] = 1;
-                    counted = anns[gts[m]].id != 0;
+                    counted = s->id_nz[m];
                     ignored = s->ig[m];
                 }
                 if (!counted && d_out) ignored = 1;
@@ -129,6 +145,7 @@ static void eval_pair(const kd_eval_ctx *c, pair_scratch *s, const uint32_t *gts
 void kd_eval_ctx_match(kd_eval_ctx *c)
 {
     pair_scratch s = {0};
+    kd_eval_iou_thresholds(s.thr);
     size_t *fill = kd_xmalloc((c->K + 1) * sizeof *fill);
     memcpy(fill, c->bucket_off, (c->K + 1) * sizeof *fill);
     for (size_t i = 0; i < c->I; i++) {
@@ -157,6 +174,8 @@ void kd_eval_ctx_match(kd_eval_ctx *c)
     free(fill);
     free(s.iou);
     free(s.ig);
+    free(s.crowd);
+    free(s.id_nz);
     free(s.order);
     free(s.matched);
 }
