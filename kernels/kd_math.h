@@ -66,15 +66,16 @@ KD_HD void kd_softmax_row(const float *x, float *y, int cols)
     for (int j = 0; j < cols; j++) y[j] *= inv;
 }
 
-/* y = log_softmax(x) over one row: x - max - log(sum exp(x - max)). y may alias x. */
+/* y = log_softmax(x) over one row: (x - max) - log(sum exp(x - max)), subtracting the max
+ * first so large logits lose no precision. y may alias x. */
 KD_HD void kd_log_softmax_row(const float *x, float *y, int cols)
 {
     float m = kd_row_max(x, cols);
     if (m == -INFINITY) m = 0.0f;
     float s = 0.0f;
     for (int j = 0; j < cols; j++) s += expf(x[j] - m);
-    float lse = m + logf(s);
-    for (int j = 0; j < cols; j++) y[j] = x[j] - lse;
+    float ls = logf(s);
+    for (int j = 0; j < cols; j++) y[j] = (x[j] - m) - ls;
 }
 
 /* Backward of softmax from its output: dx_j = y_j * (dy_j - sum_k dy_k y_k). */
