@@ -124,13 +124,23 @@ void kd_image_orient(const uint8_t *src, int w, int h, int o, uint8_t *dst)
 
 /* ---- JPEG --------------------------------------------------------------------------- */
 
+/* After a failed call a TurboJPEG handle can keep stale state (seen with libjpeg-turbo
+ * 2.1: the next header read "succeeds" with garbage sizes), so failures get a new handle. */
+static kd_status jpeg_fail(kd_image_decoder *d, kd_status st)
+{
+    tjDestroy(d->tj);
+    d->tj = tjInitDecompress();
+    KD_CHECK(d->tj != NULL, "cannot re-create a TurboJPEG decompressor");
+    return st;
+}
+
 static kd_status decode_jpeg(kd_image_decoder *d, const uint8_t *buf, size_t n, const char *name, kd_image *im,
                              kd_err *err)
 {
     int w, h, subsamp, cs;
     if (n > 0xFFFFFFFFul) return kd_errf(err, KD_EUNSUPPORTED, "%s: JPEG too large", name);
     if (tjDecompressHeader3(d->tj, buf, (unsigned long)n, &w, &h, &subsamp, &cs))
-        return kd_errf(err, KD_ECORRUPT, "%s: corrupt JPEG header: %s", name, tjGetErrorStr2(d->tj));
+        return jpeg_fail(d, kd_errf(err, KD_ECORRUPT, "%s: corrupt JPEG header: %s", name, tjGetErrorStr2(d->tj)));
     if (w <= 0 || h <= 0 || (int64_t)w * h > (int64_t)1 << 28)
         return kd_errf(err, KD_EUNSUPPORTED, "%s: JPEG size %dx%d not supported", name, w, h);
     int orient = kd_jpeg_exif_orientation(buf, n);
@@ -145,7 +155,7 @@ static kd_status decode_jpeg(kd_image_decoder *d, const uint8_t *buf, size_t n, 
     }
     /* TJFLAG_STOPONWARNING: a truncated file is an error, not a grey lower half */
     if (tjDecompress2(d->tj, buf, (unsigned long)n, target, w, 0, h, TJPF_BGR, TJFLAG_STOPONWARNING))
-        return kd_errf(err, KD_ECORRUPT, "%s: corrupt or truncated JPEG: %s", name, tjGetErrorStr2(d->tj));
+        return jpeg_fail(d, kd_errf(err, KD_ECORRUPT, "%s: corrupt or truncated JPEG: %s", name, tjGetErrorStr2(d->tj)));
     if (orient != 1) {
         if (grow(&im->bgr, &im->cap_bytes, need)) return kd_errf(err, KD_ENOMEM, "%s: out of memory", name);
         kd_image_orient(d->tmp, w, h, orient, im->bgr);
