@@ -1,0 +1,143 @@
+/* test_fixture.c — crosskd-inspect against the PyTorch reference (ref_gfl.py, float64) on the
+ * committed fixtures (gen_fixtures.py): tiny random-weight GFLs with non-trivial BN
+ * statistics on a batch of two images of different sizes.
+ *
+ *   test_model_fixture INSPECT FIXTURE_DIR WHAT     WHAT = heads | losses | grads | assigner
+ *
+ * Each fixture (r18 with an R50 teacher and the cross-head, r50 with every stage trainable)
+ * is run through the inspector into a temporary file, and every tensor of the group is
+ * compared element-wise: |c - r| <= atol + rtol * |r| with atol = ATOL_REL * max|r| of
+ * that tensor. Tolerances (float32 against a float64 reference):
+ *   heads   rtol 1e-4, ATOL_REL 1e-5 — forward of ~20 float32 layers; oneDNN's conv
+ *           accumulation order differs from a sequential sum; reached ~1e-6 relative.
+ *   losses  rtol 1e-4 — sums over all anchors and classes in double on the C side, of
+ *           float32 terms computed from the float32 head outputs.
+ *   grads   rtol 2e-3, ATOL_REL 1e-3 — each weight gradient sums ~1e4 float32 products whose
+ *           terms cancel (BN/GN backward subtracts means), so the error is relative to the
+ *           tensor's scale, not to each element; reached ~1e-4 of max|r|.
+ *           (cross-head level 4 at 1e-2: see run_fixture.)
+ *   assigner exact (the geometry is float32 on both sides with the same operations).
+ * The largest error reached is printed per group.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kd_test.h"
+#include "worker/model/tensor_file.h"
+
+static const char *inspect, *dir, *what;
+
+static double group_max_rel;
+
+static void compare(const kd_tfile *ref, const kd_tfile *got, const char *prefix, double rtol,
+                    double atol_rel)
+{
+    int n = 0;
+    for (int i = 0; i < ref->n; i++) {
+        const kd_tf_tensor *r = &ref->t[i];
+        if (strncmp(r->name, prefix, strlen(prefix)) != 0) continue;
+        const kd_tf_tensor *c = kd_tfile_get(got, r->name);
+        KD_EXPECT_MSG(c != NULL, "%s missing from the inspector output", r->name);
+        if (!c) continue;
+        KD_EXPECT_MSG(c->bytes == r->bytes && c->dtype == r->dtype, "%s: size/dtype", r->name);
+        if (c->bytes != r->bytes || c->dtype != r->dtype) continue;
+        n++;
+        size_t e = kd_tf_elems(r);
+        if (r->dtype == KD_TF_I32) {
+            size_t bad = 0;
+            for (size_t k = 0; k < e; k++) bad += ((int32_t *)r->data)[k] != ((int32_t *)c->data)[k];
+            KD_EXPECT_MSG(bad == 0, "%s: %zu of %zu differ", r->name, bad, e);
+            continue;
+        }
+        const float *rv = r->data, *cv = c->data;
+        double mx = 0, worst = 0;
+        size_t wk = 0;
+        for (size_t k = 0; k < e; k++) mx = fmax(mx, fabs(rv[k]));
+        double atol = atol_rel * mx;
+        int bad = 0;
+        for (size_t k = 0; k < e; k++) {
+            double d = fabs((double)cv[k] - rv[k]);
+            if (!(d <= atol + rtol * fabs(rv[k]))) bad++;
+            double rel = d / (mx > 0 ? mx : 1);
+            if (rel > worst || d != d) worst = rel, wk = k;
+        }
+        if (worst > group_max_rel) group_max_rel = worst;
+        KD_EXPECT_MSG(bad == 0, "%s: %d of %zu elements off; worst [%zu] %.9g vs ref %.9g", r->name,
+                      bad, e, wk, cv[wk], rv[wk]);
+    }
+    KD_EXPECT_MSG(n > 0, "no %s tensors in the fixture", prefix);
+}
+
+static void run_fixture(const char *name)
+{
+    char out[256], cmd[2048];
+    snprintf(out, sizeof out, "model_fixture_%s_%s_%d.safetensors", name, what, (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "'%s' --config '%s/%s.yaml' --student '%s/%s.weights.safetensors' %s%s%s%s "
+             "--batch '%s/%s.batch.safetensors' --out '%s'",
+             inspect, dir, name, dir, name, strcmp(name, "r18") == 0 ? "--teacher '" : "",
+             strcmp(name, "r18") == 0 ? dir : "", strcmp(name, "r18") == 0 ? "/r50t.weights.safetensors'" : "",
+             "", dir, name, out);
+    int rc = system(cmd);
+    KD_EXPECT_MSG(rc == 0, "inspector failed: %s", cmd);
+    if (rc) return;
+    kd_tfile ref, got;
+    kd_err err;
+    char rp[1024];
+    snprintf(rp, sizeof rp, "%s/%s.expected.safetensors", dir, name);
+    int ok1 = kd_tfile_read(rp, &ref, &err) == KD_OK;
+    KD_EXPECT_MSG(ok1, "%s", err.msg);
+    int ok2 = kd_tfile_read(out, &got, &err) == KD_OK;
+    KD_EXPECT_MSG(ok2, "%s", err.msg);
+    remove(out);
+    if (!ok1 || !ok2) return;
+    if (!strcmp(what, "heads")) {
+        compare(&ref, &got, "student.", 1e-4, 1e-5);
+        if (!strcmp(name, "r18")) {
+            compare(&ref, &got, "teacher.", 1e-4, 1e-5);
+            compare(&ref, &got, "cross.cls.0", 1e-4, 1e-5);
+            compare(&ref, &got, "cross.reg.0", 1e-4, 1e-5);
+            compare(&ref, &got, "cross.cls.1", 1e-4, 1e-5);
+            compare(&ref, &got, "cross.reg.1", 1e-4, 1e-5);
+            compare(&ref, &got, "cross.cls.2", 1e-4, 1e-5);
+            compare(&ref, &got, "cross.reg.2", 1e-4, 1e-5);
+            compare(&ref, &got, "cross.cls.3", 1e-4, 1e-5);
+            compare(&ref, &got, "cross.reg.3", 1e-4, 1e-5);
+            /* Level 4 is 1x1: align_scale's student statistics come from N*H*W = 2 values,
+             * and in one channel the two agree to 1e-5, so a rounding-level difference is
+             * divided by a rounding-level std; PyTorch's own float32 run differs from its
+             * float64 run by 2e-4..2e-3 there. Checked at 1e-2. */
+            compare(&ref, &got, "cross.cls.4", 1e-2, 1e-2);
+            compare(&ref, &got, "cross.reg.4", 1e-2, 1e-2);
+        }
+    } else if (!strcmp(what, "losses")) {
+        compare(&ref, &got, "loss.", 1e-4, 0);
+    } else if (!strcmp(what, "grads")) {
+        compare(&ref, &got, "grad.", 2e-3, 1e-3);
+    } else if (!strcmp(what, "assigner")) {
+        compare(&ref, &got, "atss.", 0, 0);
+    }
+    kd_tfile_free(&ref);
+    kd_tfile_free(&got);
+}
+
+static void fixture_r18(void) { run_fixture("r18"); }
+static void fixture_r50(void) { run_fixture("r50"); }
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR heads|losses|grads|assigner\n", argv[0]);
+        return 2;
+    }
+    inspect = argv[1];
+    dir = argv[2];
+    what = argv[3];
+    KD_TEST_RUN(fixture_r18);
+    KD_TEST_RUN(fixture_r50);
+    fprintf(stderr, "%s: largest error reached %.3g of the tensor's max |ref|\n", what, group_max_rel);
+    return kd_test_summary();
+}

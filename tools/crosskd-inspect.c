@@ -1,0 +1,244 @@
+/* crosskd-inspect — runs one training step's forward, losses and backward on a given batch
+ * with given weights and writes every head output, loss term and parameter gradient, so
+ * crosskd can be cross-checked against another implementation (DESIGN.md §2).
+ *
+ *   crosskd-inspect --config C.yaml [--teacher T.safetensors] --student S.safetensors
+ *                   --batch B.safetensors --out O.safetensors [--threads N] [--set k=v ...]
+ *
+ * Batch: img (float32 N,3,H,W, normalised and padded), img_shape (int32 N,2: height, width
+ * before padding), per image n gt_bboxes.n (float32 M,4 x1 y1 x2 y2) and gt_labels.n (int32 M).
+ * Output: student.cls.l / student.reg.l (N,C,H,W), loss.loss_cls, loss.loss_bbox,
+ * loss.loss_dfl, loss.loss (float32 scalars), grad.<state-dict key> for every trainable
+ * student parameter, and atss.labels.n (int32 per anchor: class of a positive, -1 otherwise).
+ * With --teacher (architecture from the config's teacher_config): teacher.cls.l,
+ * teacher.reg.l and the cross-head outputs cross.cls.l, cross.reg.l (crosskd.md §4; the
+ * student's held feature of block reused_teacher_head_idx aligned to the teacher's
+ * statistics, ReLU, then the teacher's remaining layers). The KD loss terms belong to the
+ * distillation module and are not written yet.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/log.h"
+#include "worker/model/model.h"
+#include "worker/model/tensor_file.h"
+#include "worker/options.h"
+
+enum { EXIT_USAGE = 2 };
+
+static void usage(FILE *o)
+{
+    fprintf(o, "usage: crosskd-inspect --config C.yaml [--teacher T.safetensors] --student S.safetensors\n"
+               "                       --batch B.safetensors --out O.safetensors [--threads N] [--set k=v ...]\n");
+}
+
+static int fail(const kd_err *e)
+{
+    fprintf(stderr, "crosskd-inspect: %s\n", e->msg);
+    return 1;
+}
+
+static void put_scalar(kd_tfile *f, const char *name, double v)
+{
+    float x = (float)v;
+    kd_tfile_add_f32(f, name, 0, NULL, &x);
+}
+
+static void put_dev(kd_tfile *f, const kd_backend *be, const char *name, kd_shape s, const float *dev)
+{
+    size_t e = kd_shape_elems(s);
+    float *h = kd_xmalloc((e ? e : 1) * sizeof(float));
+    be->copy_to_host(be, h, dev, e * sizeof(float));
+    int64_t shape[4] = {s.n, s.c, s.h, s.w};
+    kd_tfile_add_f32(f, name, 4, shape, h);
+    free(h);
+}
+
+/* Cross-head of one level and tower: align_scale(student held, teacher held statistics),
+ * ReLU when idx > 0, then the teacher's blocks idx.. and prediction conv. */
+static void cross_head(const kd_backend *be, const kd_model *st, const kd_model *te, int l, int t,
+                       int idx, float *pred)
+{
+    kd_shape hs = idx == 0 ? st->fpn.out_s[l] : st->lvl_s[l];
+    size_t e = kd_shape_elems(hs);
+    float *al = be->alloc(be, e * sizeof(float));
+    float *mt = be->alloc(be, (size_t)hs.c * 4 * sizeof(float));
+    float *sdt = mt + hs.c, *mx = mt + 2 * hs.c, *sx = mt + 3 * hs.c;
+    be->channel_stats(be, hs, te->held[l][t], mt, sdt);
+    be->align_scale_fwd(be, hs, st->held[l][t], mt, sdt, al, mx, sx);
+    if (idx > 0) be->relu_fwd(be, e, al, al);
+    size_t ae = kd_gfl_tower_acts_elems(&te->head, hs, idx);
+    float *abuf = be->alloc(be, ae * sizeof(float));
+    kd_gfl_tower_acts acts;
+    kd_gfl_tower_acts_bind(&te->head, hs, idx, abuf, &acts);
+    kd_gfl_tower_fwd(be, &te->head, &te->params, t, l, idx, hs, al, &acts, pred);
+    be->free(be, abuf);
+    be->free(be, mt);
+    be->free(be, al);
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *teacher = NULL, *student = NULL, *batch = NULL, *outp = NULL;
+    const char **sets = calloc((size_t)argc, sizeof *sets);
+    int n_sets = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = !strcmp(a, "--config") ? &config : !strcmp(a, "--teacher") ? &teacher
+                         : !strcmp(a, "--student") ? &student : !strcmp(a, "--batch") ? &batch
+                         : !strcmp(a, "--out") ? &outp : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        if (dst) *dst = argv[++i];
+        else if (!strcmp(a, "--threads")) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--set")) sets[n_sets++] = argv[++i];
+        else {
+            fprintf(stderr, "crosskd-inspect: unknown option '%s'\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (!config || !student || !batch || !outp) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    kd_log_init(0);
+    kd_log_set_level(KD_LOG_WARN);
+    kd_err err = {0};
+    static kd_config cfg, tcfg;
+    if (kd_options_load(&cfg, config, sets, n_sets, &err)) return fail(&err);
+    kd_tfile bf;
+    if (kd_tfile_read(batch, &bf, &err)) return fail(&err);
+    const kd_tf_tensor *img = kd_tfile_get(&bf, "img"), *ish = kd_tfile_get(&bf, "img_shape");
+    if (!img || img->dtype != KD_TF_F32 || img->ndim != 4 || img->shape[1] != 3) {
+        fprintf(stderr, "crosskd-inspect: %s: 'img' must be float32 (N, 3, H, W)\n", batch);
+        return 1;
+    }
+    int N = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
+    if (!ish || ish->dtype != KD_TF_I32 || ish->ndim != 2 || ish->shape[0] != N || ish->shape[1] != 2) {
+        fprintf(stderr, "crosskd-inspect: %s: 'img_shape' must be int32 (%d, 2)\n", batch, N);
+        return 1;
+    }
+    kd_image_gt *gts = calloc((size_t)N, sizeof *gts);
+    for (int i = 0; i < N; i++) {
+        char nb[64], nl[64];
+        snprintf(nb, sizeof nb, "gt_bboxes.%d", i);
+        snprintf(nl, sizeof nl, "gt_labels.%d", i);
+        const kd_tf_tensor *b = kd_tfile_get(&bf, nb), *l = kd_tfile_get(&bf, nl);
+        if (!b || !l || b->dtype != KD_TF_F32 || l->dtype != KD_TF_I32 || b->ndim != 2 ||
+            b->shape[1] != 4 || l->ndim != 1 || l->shape[0] != b->shape[0]) {
+            fprintf(stderr, "crosskd-inspect: %s: image %d needs %s float32 (M,4) and %s int32 (M)\n",
+                    batch, i, nb, nl);
+            return 1;
+        }
+        gts[i].n = (int)b->shape[0];
+        gts[i].boxes = b->data;
+        gts[i].labels = l->data;
+        gts[i].img_h = ((const int32_t *)ish->data)[2 * i];
+        gts[i].img_w = ((const int32_t *)ish->data)[2 * i + 1];
+    }
+    const kd_backend *be;
+    if (kd_backend_open("cpu", threads, &be, &err)) return fail(&err);
+    int idx = (int)cfg.model.kd_cfg.reused_teacher_head_idx;
+    kd_model_opts so = {N, H, W, 0, teacher ? idx : -1};
+    kd_model *sm, *tm = NULL;
+    if (kd_model_create(be, &cfg.model, &so, &sm, &err)) return fail(&err);
+    if (kd_model_load(sm, student, &err)) return fail(&err);
+    float *dimg = be->alloc(be, img->bytes);
+    be->copy_from_host(be, dimg, img->data, img->bytes);
+    if (kd_model_forward(sm, dimg, N, H, W, &err)) return fail(&err);
+    kd_tfile of = {0};
+    char name[160];
+    int L = kd_model_num_levels(sm);
+    for (int l = 0; l < L; l++) {
+        kd_shape s = sm->lvl_s[l];
+        snprintf(name, sizeof name, "student.cls.%d", l);
+        put_dev(&of, be, name, (kd_shape){s.n, sm->head.K, s.h, s.w}, sm->cls[l]);
+        snprintf(name, sizeof name, "student.reg.%d", l);
+        put_dev(&of, be, name, (kd_shape){s.n, 4 * (sm->head.R + 1), s.h, s.w}, sm->reg[l]);
+    }
+    if (teacher) {
+        if (!cfg.teacher_config[0]) {
+            fprintf(stderr, "crosskd-inspect: --teacher needs teacher_config in %s\n", config);
+            return 1;
+        }
+        char tpath[1100];
+        const char *slash = strrchr(config, '/');
+        if (cfg.teacher_config[0] != '/' && slash)
+            snprintf(tpath, sizeof tpath, "%.*s/%s", (int)(slash - config), config, cfg.teacher_config);
+        else
+            snprintf(tpath, sizeof tpath, "%s", cfg.teacher_config);
+        if (kd_options_load(&tcfg, tpath, NULL, 0, &err)) return fail(&err);
+        kd_model_opts to = {N, H, W, 1, idx};
+        if (kd_model_create(be, &tcfg.model, &to, &tm, &err)) return fail(&err);
+        if (kd_model_load(tm, teacher, &err)) return fail(&err);
+        if (kd_model_forward(tm, dimg, N, H, W, &err)) return fail(&err);
+        for (int l = 0; l < L; l++) {
+            kd_shape s = tm->lvl_s[l];
+            kd_shape cs = {s.n, tm->head.K, s.h, s.w}, rs = {s.n, 4 * (tm->head.R + 1), s.h, s.w};
+            snprintf(name, sizeof name, "teacher.cls.%d", l);
+            put_dev(&of, be, name, cs, tm->cls[l]);
+            snprintf(name, sizeof name, "teacher.reg.%d", l);
+            put_dev(&of, be, name, rs, tm->reg[l]);
+            float *pred = be->alloc(be, kd_shape_elems(rs) * sizeof(float));
+            cross_head(be, sm, tm, l, KD_TOWER_CLS, idx, pred);
+            snprintf(name, sizeof name, "cross.cls.%d", l);
+            put_dev(&of, be, name, cs, pred);
+            cross_head(be, sm, tm, l, KD_TOWER_REG, idx, pred);
+            snprintf(name, sizeof name, "cross.reg.%d", l);
+            put_dev(&of, be, name, rs, pred);
+            be->free(be, pred);
+        }
+    }
+    kd_gfl_loss *ls = kd_gfl_loss_create(sm);
+    kd_gfl_loss_stats stats;
+    if (kd_gfl_loss_prepare(ls, sm, gts, &stats, &err)) return fail(&err);
+    double P, Wn;
+    kd_gfl_loss_normalisers(&stats, 1, &P, &Wn);
+    kd_gfl_losses lo;
+    kd_gfl_loss_compute(ls, sm, P, Wn, 1.0, &lo);
+    kd_model_zero_grad(sm);
+    kd_model_backward(sm);
+    put_scalar(&of, "loss.loss_cls", lo.loss_cls);
+    put_scalar(&of, "loss.loss_bbox", lo.loss_bbox);
+    put_scalar(&of, "loss.loss_dfl", lo.loss_dfl);
+    put_scalar(&of, "loss.loss", lo.loss_cls + lo.loss_bbox + lo.loss_dfl);
+    kd_level_geom g;
+    kd_level_geom_of(sm, &g);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "atss.labels.%d", i);
+        int64_t A = (int64_t)g.off[g.L];
+        int32_t *lab = malloc((size_t)A * sizeof *lab);
+        const int *src = kd_gfl_loss_assigned(ls, i);
+        for (int64_t a = 0; a < A; a++) lab[a] = src[a];
+        kd_tfile_add(&of, name, KD_TF_I32, 1, &A, lab);
+        free(lab);
+    }
+    const kd_params *Pm = &sm->params;
+    float *gh = kd_xmalloc((Pm->train_elems ? Pm->train_elems : 1) * sizeof(float));
+    be->copy_to_host(be, gh, Pm->grad, Pm->train_elems * sizeof(float));
+    for (int i = 0; i < Pm->n; i++) {
+        if (!Pm->p[i].trainable) continue;
+        snprintf(name, sizeof name, "grad.%s", Pm->p[i].name);
+        kd_tfile_add_f32(&of, name, Pm->p[i].ndim, Pm->p[i].shape, gh + Pm->p[i].offset);
+    }
+    free(gh);
+    if (kd_tfile_write(&of, outp, &err)) return fail(&err);
+    kd_tfile_free(&of);
+    kd_gfl_loss_destroy(ls);
+    be->free(be, dimg);
+    kd_model_destroy(tm);
+    kd_model_destroy(sm);
+    be->close(be);
+    kd_tfile_free(&bf);
+    free(gts);
+    free(sets);
+    return 0;
+}

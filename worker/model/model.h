@@ -1,0 +1,318 @@
+/* model.h — the GFL detector (crosskd.md §3, §5.1, §7) with MMDetection 3.0 semantics: what
+ * the trainer, the distillation code, the inspector and the tests call.
+ *
+ * Objects and their files:
+ *   kd_params      params.c     parameter table (MMDetection key, shape, offset, trainable) and
+ *                               the arenas: parameters, gradients, momentum, one block each.
+ *                               Trainable entries come first, so [0, train_elems) of the
+ *                               parameter arena lines up with the gradient and momentum arenas.
+ *   kd_plan        params.c     activation-arena planner (persistent buffers and shared slots).
+ *   kd_resnet      resnet.c     ResNet 18/34/50/101, pytorch style, BN in inference mode.
+ *   kd_fpn         fpn.c        FPN, start level, extra convs on output or input.
+ *   kd_gfl_head    gfl_head.c   GFL head towers, prediction convs, per-level Scale; the tower
+ *                               pieces CrossKD re-uses (kd_gfl_tower_fwd/bwd from any block).
+ *   anchors.c / atss.c          anchors, valid flags, the ATSS assigner (host).
+ *   kd_gfl_loss    gfl_loss.c   QFL, GIoU, DFL in two phases (local statistics, then the loss
+ *                               given the reduced normalisers).
+ *   postprocess.c               inference: scores, top-k, decode, clip, rescale, NMS.
+ *   init.c                      MMDetection initialisation with the project's PCG32 RNG.
+ *   weights.c / tensor_file.c   safetensors in and out with MMDetection key names.
+ *   kd_model       model.c      construction, arena planning, forward, backward.
+ *
+ * Conventions: tensors are float32 NCHW device buffers reached only through kd_backend;
+ * host arrays are named *_host. Parameter gradients accumulate (+=) and a NULL gradient
+ * pointer skips them (the frozen teacher); activation gradients overwrite except at fan-in
+ * points (DESIGN.md §5). Shape letters N, C, H, W, A (anchors), K (classes).
+ */
+#ifndef KD_MODEL_H
+#define KD_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/backend.h"
+#include "worker/model/tensor_file.h"
+#include "proto/status.h"
+#include "worker/options.h"
+
+#define KD_MAX_LEVELS 8
+#define KD_MAX_STACKED 8
+#define KD_PARAM_NAME_BYTES 80
+
+/* ---- parameter table (params.c) ------------------------------------------------------ */
+
+typedef enum { KD_DT_F32 = 0, KD_DT_I64 = 1 } kd_dtype;
+
+typedef struct kd_param {
+    char name[KD_PARAM_NAME_BYTES]; /* MMDetection state-dict key */
+    int ndim;                       /* 0 for a scalar (Scale) */
+    int64_t shape[4];
+    size_t elems;
+    size_t offset;  /* element offset in the float arena (F32) or the int64 host array (I64) */
+    int trainable;  /* has a gradient and momentum (same offset in those arenas) */
+    int dtype;      /* kd_dtype: I64 only for BN num_batches_tracked (kept, not used) */
+} kd_param;
+
+typedef struct kd_params {
+    kd_param *p;
+    int n, cap;
+    size_t train_elems; /* trainable parameters: [0, train_elems) */
+    size_t total_elems; /* float parameters and buffers */
+    size_t i64_elems;
+    const kd_backend *be;
+    float *data;        /* device, total_elems */
+    float *grad;        /* device, train_elems (NULL in inference mode) */
+    float *mom;         /* device, train_elems (NULL in inference mode) */
+    int64_t *i64_host;  /* num_batches_tracked values */
+} kd_params;
+
+int kd_params_add(kd_params *t, const char *name, int trainable, int dtype, int ndim,
+                  int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* Assigns offsets (trainable first), allocates the arenas (grad/mom when with_grads). */
+void kd_params_finish(kd_params *t, const kd_backend *be, int with_grads);
+int kd_params_find(const kd_params *t, const char *name);
+float *kd_params_ptr(const kd_params *t, int idx);
+float *kd_params_grad(const kd_params *t, int idx); /* NULL: frozen, or no gradient arena */
+void kd_params_free(kd_params *t);
+
+/* ---- activation planner (params.c) --------------------------------------------------- */
+
+#define KD_PLAN_SLOTS 16
+typedef struct kd_plan {
+    int inference;          /* slots >= 0 are shared regions; otherwise every take is fresh */
+    uintptr_t base;         /* 0 in the sizing pass */
+    size_t used;            /* persistent elements taken so far */
+    size_t slot_off[KD_PLAN_SLOTS], slot_elems[KD_PLAN_SLOTS];
+    size_t peak_elems;
+} kd_plan;
+
+/* A buffer of `elems` floats: slot < 0 persistent; slot >= 0 shared in inference mode. */
+float *kd_plan_take(kd_plan *p, size_t elems, int slot);
+
+/* ---- layers ---------------------------------------------------------------------------- */
+
+typedef struct kd_convbn {
+    int w, g, b, rm, rv; /* parameter indices */
+    int cin, cout, k, stride, pad, relu;
+    kd_conv_desc d;
+    float *yc, *y; /* conv output, BN (+ReLU) output */
+} kd_convbn;
+
+typedef struct kd_resblock {
+    int nconv, has_ds, stage, frozen;
+    kd_convbn c[3], ds;
+    const float *x;
+    kd_shape xs;
+} kd_resblock;
+
+typedef struct kd_resnet {
+    int depth, base, frozen, bottleneck, nblk[4], out_c[4], n_blk;
+    kd_convbn stem;
+    kd_shape pool_in, pool_out;
+    float *pool_y;
+    int32_t *pool_arg;
+    kd_resblock *blk;
+    const float *out[4];
+    kd_shape out_s[4];
+} kd_resnet;
+
+typedef struct kd_fpn {
+    int n_in, start, num_outs, out_c, extra; /* extra: kd_extra_convs */
+    int in_c[4];
+    int lat_w[4], lat_b[4], fpn_w[KD_MAX_LEVELS], fpn_b[KD_MAX_LEVELS];
+    kd_conv_desc lat_d[4], fpn_d[KD_MAX_LEVELS];
+    float *lat[4], *out[KD_MAX_LEVELS];
+    kd_shape out_s[KD_MAX_LEVELS];
+    float *d_out[KD_MAX_LEVELS], *d_lat[4], *d_in[4]; /* gradient buffers (training) */
+} kd_fpn;
+
+enum { KD_TOWER_CLS = 0, KD_TOWER_REG = 1 };
+
+typedef struct kd_gfl_head {
+    int K, S, C_in, F, R, G, L;
+    int conv_w[2][KD_MAX_STACKED], gn_g[2][KD_MAX_STACKED], gn_b[2][KD_MAX_STACKED];
+    int cls_w, cls_b, reg_w, reg_b, scale[KD_MAX_LEVELS], project;
+    double strides[KD_MAX_LEVELS];
+} kd_gfl_head;
+
+/* Activations of one tower on one level: block j conv output and post-ReLU output, GN
+ * statistics, and (reg tower) the prediction before Scale. */
+typedef struct kd_gfl_tower_acts {
+    float *conv[KD_MAX_STACKED], *out[KD_MAX_STACKED];
+    float *mean[KD_MAX_STACKED], *rstd[KD_MAX_STACKED];
+    float *pred_raw;
+} kd_gfl_tower_acts;
+
+/* Elements kd_gfl_tower_fwd needs in acts for blocks first..S-1 on input shape x (training:
+ * every buffer kept). Use kd_gfl_tower_acts_bind to lay them out in a caller buffer. */
+size_t kd_gfl_tower_acts_elems(const kd_gfl_head *h, kd_shape x, int first);
+void kd_gfl_tower_acts_bind(const kd_gfl_head *h, kd_shape x, int first, float *buf,
+                            kd_gfl_tower_acts *a);
+
+/* Runs tower `tower` of head h (parameters P) from block `first` (0..S; first == S runs only
+ * the prediction conv) on x (the post-ReLU output of block first-1, or the FPN feature when
+ * first == 0), then the prediction conv (+ Scale of `level` for reg) into pred (N,K or
+ * 4(R+1),H,W). This is the student's own head AND CrossKD's "teacher blocks idx..n-1". */
+void kd_gfl_tower_fwd(const kd_backend *be, const kd_gfl_head *h, const kd_params *P,
+                      int tower, int level, int first, kd_shape xs, const float *x,
+                      kd_gfl_tower_acts *a, float *pred);
+/* Backward of kd_gfl_tower_fwd. dpred is consumed (the reg tower scales it in place).
+ * with_param_grads = 0 gives the input gradient only (frozen teacher). dx (= or += with
+ * accumulate) may be NULL. hold_idx/dheld: when dheld != NULL, it is added to the gradient
+ * of the post-ReLU output of block hold_idx-1 (hold_idx > first), the CrossKD fan-in.
+ * s0, s1: two scratch buffers of N*F*H*W elements each. */
+void kd_gfl_tower_bwd(const kd_backend *be, const kd_gfl_head *h, const kd_params *P,
+                      int tower, int level, int first, kd_shape xs, const float *x,
+                      const kd_gfl_tower_acts *a, float *dpred, float *dx, int accumulate,
+                      int with_param_grads, int hold_idx, const float *dheld, float *s0,
+                      float *s1);
+
+/* ---- the model (model.c) ------------------------------------------------------------- */
+
+typedef struct kd_model_opts {
+    int max_n, max_h, max_w; /* largest batch shape (padded); the arena is planned for it */
+    int inference;           /* teacher / test: no gradient or momentum arenas, activations
+                                shared except the held features and the outputs */
+    int hold_idx;            /* -1: none; else keep per level and tower the post-ReLU output
+                                of block hold_idx (0 = the FPN feature), crosskd.md §4.1 */
+} kd_model_opts;
+
+typedef struct kd_model {
+    const kd_backend *be;
+    kd_model_cfg cfg;
+    kd_model_opts opts;
+    kd_params params;
+    kd_resnet bb;
+    kd_fpn fpn;
+    kd_gfl_head head;
+    int n, h, w;                     /* current batch shape */
+    const float *img;                /* input of the last forward (read by backward) */
+    float *arena;
+    size_t arena_elems, scratch_elems;
+    float *g[4];                     /* gradient scratch (training) */
+    kd_shape lvl_s[KD_MAX_LEVELS];   /* per level N, F, H, W */
+    kd_gfl_tower_acts acts[KD_MAX_LEVELS][2];
+    float *cls[KD_MAX_LEVELS], *reg[KD_MAX_LEVELS];     /* outputs */
+    float *d_cls[KD_MAX_LEVELS], *d_reg[KD_MAX_LEVELS]; /* their gradients (the loss writes) */
+    float *held[KD_MAX_LEVELS][2];   /* held features (hold_idx >= 0) */
+    float *d_held[KD_MAX_LEVELS][2]; /* their extra gradient (training, hold_idx >= 0) */
+    int use_d_held;                  /* add d_held during backward (set by the caller) */
+} kd_model;
+
+kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
+                          const kd_model_opts *opts, kd_model **out, kd_err *err);
+void kd_model_destroy(kd_model *m);
+/* Forward of a padded batch img (device, N,3,H,W; H and W within the planned maximum).
+ * Fills m->cls[l], m->reg[l] (N,K,H_l,W_l and N,4(R+1),H_l,W_l) and the held features. */
+kd_status kd_model_forward(kd_model *m, const float *img, int n, int h, int w, kd_err *err);
+/* Backward from m->d_cls / m->d_reg (and d_held when use_d_held): parameter gradients
+ * accumulate into m->params.grad. Zero them first with kd_model_zero_grad. */
+void kd_model_backward(kd_model *m);
+void kd_model_zero_grad(kd_model *m);
+/* Elements of the arenas, for logs and the benchmark. */
+size_t kd_model_param_elems(const kd_model *m);
+size_t kd_model_activation_bytes(const kd_model *m);
+
+/* Resolved architecture numbers from the config (also used by the tests). */
+int kd_model_num_levels(const kd_model *m);
+
+/* init.c: MMDetection's initialisation (ResNet Kaiming fan_out normal, BN 1/0 with running
+ * mean 0 and var 1, FPN Xavier uniform, head Normal(0, 0.01), cls bias prior 0.01, GN 1/0,
+ * Scale 1) from the project's PCG32 generator seeded by `seed`. */
+void kd_model_init(kd_model *m, uint64_t seed);
+
+/* PCG32 (O'Neill's pcg32, 64-bit state, XSH-RR output) with Box-Muller normals. */
+typedef struct kd_rng {
+    uint64_t state, inc;
+    int has_spare;
+    double spare;
+} kd_rng;
+void kd_rng_seed(kd_rng *r, uint64_t seed, uint64_t stream);
+uint32_t kd_rng_u32(kd_rng *r);
+double kd_rng_uniform(kd_rng *r); /* [0, 1) with 53 random bits */
+double kd_rng_normal(kd_rng *r);
+
+/* ---- anchors, assignment (anchors.c, atss.c) ------------------------------------------ */
+
+/* Anchor of level stride s at (x, y): centre (x*s, y*s), side octave*s. Valid when
+ * y < min(ceil(pad_h/s), H_l) and x < min(ceil(pad_w/s), W_l). */
+typedef struct kd_level_geom {
+    int L;
+    int h[KD_MAX_LEVELS], w[KD_MAX_LEVELS];
+    double stride[KD_MAX_LEVELS];
+    size_t off[KD_MAX_LEVELS + 1]; /* anchor offsets per image, off[L] = A */
+    double octave;
+} kd_level_geom;
+
+void kd_level_geom_of(const kd_model *m, kd_level_geom *g);
+/* Anchors (A,4 xyxy float) and valid flags (A) of one image with pad shape (pad_h, pad_w). */
+void kd_anchors_image(const kd_level_geom *g, int pad_h, int pad_w, float *anchors,
+                      uint8_t *valid);
+
+/* ATSS (crosskd.md §3.4) over the valid anchors of one image. assigned[a] = gt index or -1
+ * (negative; also for invalid anchors). Scratch is allocated inside. */
+void kd_atss_assign(const kd_level_geom *g, const float *anchors, const uint8_t *valid,
+                    int topk, int n_gt, const float *gt_boxes, int *assigned);
+
+/* ---- losses (gfl_loss.c) ----------------------------------------------------------- */
+
+typedef struct kd_image_gt {
+    int n;                 /* boxes */
+    const float *boxes;    /* n x 4, x1 y1 x2 y2 pixels */
+    const int32_t *labels; /* n, 0..K-1 */
+    int img_h, img_w;      /* before padding */
+} kd_image_gt;
+
+typedef struct kd_gfl_loss_stats {
+    double num_pos;    /* positives over the local images */
+    double weight_sum; /* sum over positives of max_c sigmoid(cls) (detached) */
+} kd_gfl_loss_stats;
+
+typedef struct kd_gfl_losses {
+    double loss_cls, loss_bbox, loss_dfl;
+    double level_cls[KD_MAX_LEVELS], level_bbox[KD_MAX_LEVELS], level_dfl[KD_MAX_LEVELS];
+} kd_gfl_losses;
+
+typedef struct kd_gfl_loss kd_gfl_loss;
+kd_gfl_loss *kd_gfl_loss_create(const kd_model *m);
+void kd_gfl_loss_destroy(kd_gfl_loss *ls);
+/* Phase 1: copies the head outputs to the host, anchors, valid flags, ATSS per image, and
+ * the local statistics the normalisers need. */
+kd_status kd_gfl_loss_prepare(kd_gfl_loss *ls, const kd_model *m, const kd_image_gt *gts,
+                              kd_gfl_loss_stats *local, kd_err *err);
+/* The normalisers from the all-reduced statistics (world size ranks, mean over ranks):
+ * P = mean num_pos; W = max(1, mean weight_sum). */
+void kd_gfl_loss_normalisers(const kd_gfl_loss_stats *sum_over_ranks, int world_size,
+                             double *P, double *W);
+/* Phase 2: the losses given P and W, and their gradients written to m->d_cls / m->d_reg
+ * (overwritten), each multiplied by grad_scale. */
+void kd_gfl_loss_compute(kd_gfl_loss *ls, kd_model *m, double P, double W, double grad_scale,
+                         kd_gfl_losses *out);
+/* Assignment of the last prepare (per image, A anchors): label (-1 negative) and gt index. */
+const int *kd_gfl_loss_assigned(const kd_gfl_loss *ls, int image);
+
+/* ---- inference (postprocess.c) ----------------------------------------------------- */
+
+typedef struct kd_det {
+    float x1, y1, x2, y2, score;
+    int label;
+} kd_det;
+
+/* Detections of image i from the last forward: sigmoid scores, score_thr, top nms_pre per
+ * level, decode, clip to (img_h, img_w), divide by (scale_w, scale_h), min_bbox_size,
+ * class-aware NMS, max_per_img. Returns the count written to dets (capacity max_per_img). */
+int kd_gfl_predict(const kd_model *m, int image, int img_h, int img_w, double scale_h,
+                   double scale_w, kd_det *dets);
+/* Class-aware greedy NMS over n boxes sorted by descending score: keep[i] = 1 if kept.
+ * A box is suppressed when IoU > thr with a kept box of the same label. */
+void kd_nms(const kd_det *d, int n, double thr, uint8_t *keep);
+
+/* ---- safetensors weights (weights.c) ------------------------------------------------ */
+
+/* Loads every parameter and buffer by MMDetection key. Every missing, unexpected or
+ * shape/dtype-mismatched key is named in err; num_batches_tracked (int64) and
+ * bbox_head.integral.project are accepted. */
+kd_status kd_model_load(kd_model *m, const char *path, kd_err *err);
+kd_status kd_model_save(const kd_model *m, const char *path, kd_err *err);
+
+#endif
