@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""bench_torch.py -- PyTorch's side of bench/kernels/bench_kernels.c: the same operations on
+the same shapes, on the CPU with the same thread count. Prints one line per measurement,
+"<key> <best milliseconds>", the best of --reps runs after a warm-up, which the C program
+reads (it runs this script itself, so both sides are measured in the same run).
+
+    /usr/bin/python3 bench/kernels/bench_torch.py --threads 2 --reps 5
+"""
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--threads", type=int, default=0)
+ap.add_argument("--reps", type=int, default=5)
+ap.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
+args = ap.parse_args()
+if args.threads > 0:
+    torch.set_num_threads(args.threads)
+torch.manual_seed(0)
+
+
+def best_ms(fn, reps):
+    fn()  # warm-up: primitive creation, allocations
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def conv_case(key, n, c, h, w, co, k, stride, pad):
+    x = torch.randn(n, c, h, w)
+    wt = torch.randn(co, c, k, k) * 0.01
+    xg = x.clone().requires_grad_()
+    wg = wt.clone().requires_grad_()
+    y = F.conv2d(x, wt, None, stride, pad)
+    g = torch.randn_like(y)
+
+    def fwd():
+        with torch.no_grad():
+            F.conv2d(x, wt, None, stride, pad)
+
+    def fwd_bwd():
+        xg.grad = None
+        wg.grad = None
+        F.conv2d(xg, wg, None, stride, pad).backward(g)
+
+    print(key + "_fwd", "%.3f" % best_ms(fwd, args.reps), flush=True)
+    print(key + "_fb", "%.3f" % best_ms(fwd_bwd, args.reps), flush=True)
+
+
+def gn_relu(n, c, h, w, groups):
+    x = torch.randn(n, c, h, w)
+    gamma, beta = torch.rand(c) + 0.5, torch.randn(c) * 0.1
+    xg, gg, bg = x.clone().requires_grad_(), gamma.clone().requires_grad_(), beta.clone().requires_grad_()
+    g = torch.randn_like(x)
+
+    def fwd():
+        with torch.no_grad():
+            F.relu(F.group_norm(x, groups, gamma, beta, 1e-5), inplace=True)
+
+    def fwd_bwd():
+        xg.grad = gg.grad = bg.grad = None
+        F.relu(F.group_norm(xg, groups, gg, bg, 1e-5), inplace=True).backward(g)
+
+    print("gn_relu_fwd", "%.3f" % best_ms(fwd, args.reps), flush=True)
+    print("gn_relu_fb", "%.3f" % best_ms(fwd_bwd, args.reps), flush=True)
+
+
+def align_scale(stu_feat, tea_feat):  # CrossKD's released code (crosskd_gfl.py)
+    N, C, H, W = stu_feat.size()
+    stu = stu_feat.permute(1, 0, 2, 3).reshape(C, -1)
+    stu_mean = stu.mean(dim=-1, keepdim=True)
+    stu_std = stu.std(dim=-1, keepdim=True)
+    stu = (stu - stu_mean) / (stu_std + 1e-6)
+    tea = tea_feat.permute(1, 0, 2, 3).reshape(C, -1)
+    tea_mean = tea.mean(dim=-1, keepdim=True)
+    tea_std = tea.std(dim=-1, keepdim=True)
+    stu = stu * tea_std + tea_mean
+    return stu.reshape(C, N, H, W).permute(1, 0, 2, 3)
+
+
+def align(n, c, h, w):
+    s, t = torch.relu(torch.randn(n, c, h, w)), torch.relu(torch.randn(n, c, h, w))
+    sg = s.clone().requires_grad_()
+    g = torch.randn_like(s)
+
+    def fwd():
+        with torch.no_grad():
+            align_scale(s, t)
+
+    def fwd_bwd():
+        sg.grad = None
+        align_scale(sg, t).backward(g)
+
+    print("align_fwd", "%.3f" % best_ms(fwd, args.reps), flush=True)
+    print("align_fb", "%.3f" % best_ms(fwd_bwd, args.reps), flush=True)
+
+
+if args.quick:
+    conv_case("conv_head", 1, 32, 20, 24, 32, 3, 1, 1)
+    conv_case("conv_res", 1, 16, 24, 20, 16, 3, 1, 1)
+    conv_case("conv_res1x1", 1, 32, 24, 20, 16, 1, 1, 0)
+    gn_relu(1, 32, 20, 24, 8)
+    align(1, 32, 20, 24)
+else:
+    conv_case("conv_head", 2, 256, 100, 152, 256, 3, 1, 1)
+    conv_case("conv_res", 2, 128, 100, 168, 128, 3, 1, 1)
+    conv_case("conv_res1x1", 2, 256, 200, 336, 64, 1, 1, 0)
+    gn_relu(2, 256, 100, 152, 32)
+    align(2, 256, 100, 152)
