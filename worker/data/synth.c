@@ -80,7 +80,7 @@ void kd_synth_cfg_defaults(kd_synth_cfg *c, int annotations_only)
         c->size_min = c->size_max = 640;
         c->n_categories = 80;
         c->objects_min = 1;
-        c->objects_max = 13;
+        c->objects_max = 14;
     } else {
         c->n_train = 2000;
         c->n_val = 200;
@@ -328,10 +328,16 @@ static void fake_image(const kd_synth_cfg *cfg, kd_rng *r, int W, int H, img_out
             sb_puts(b, "]]");
         } else {
             sb_puts(b, "{\"counts\": [");
+            /* runs that add up to H*W, as a real RLE does */
+            long total = (long)W * H, used = 0;
             int runs = kd_rng_int(r, 50, 300);
-            for (int p = 0; p < runs; p++) {
+            long avg = total / runs;
+            for (int p = 0; p < runs && used < total; p++) {
+                long run = p == runs - 1 ? total - used : kd_rng_int(r, p == 0 ? 0 : 1, (int)(2 * avg));
+                if (run > total - used) run = total - used;
                 if (p) sb_puts(b, ", ");
-                sb_int(b, kd_rng_int(r, p == 0 ? 0 : 1, 1200));
+                sb_int(b, run);
+                used += run;
             }
             sb_puts(b, "], \"size\": [");
             sb_int(b, H), sb_puts(b, ", "), sb_int(b, W);
