@@ -83,7 +83,9 @@ void kd_metrics_format(kd_sbuf *b, const kd_job_status *st, bool have_snapshot,
         return;
     }
     family(b, "crosskd_build_info", "gauge", "Build and job metadata (value is always 1).");
-    sample_l(b, "crosskd_build_info", 1, "version", KD_VERSION, "job", st->job_name, NULL, NULL);
+    char job[sizeof st->job_name];
+    snprintf(job, sizeof job, "%.*s", (int)sizeof job - 1, st->job_name);
+    sample_l(b, "crosskd_build_info", 1, "version", KD_VERSION, "job", job, NULL, NULL);
 
     family(b, "crosskd_job_state", "gauge", "1 for the job's current state, 0 for the others.");
     for (int s = 0; s < KD_JOB_STATE_COUNT; s++)

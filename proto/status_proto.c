@@ -206,8 +206,13 @@ static void put_json_str(kd_sbuf *b, const char *s)
         if (*p == '"' || *p == '\\') {
             char e[2] = {'\\', (char)*p};
             kd_sbuf_append(b, e, 2);
-        } else if (*p < 0x20 || *p >= 0x7f) {
-            kd_sbuf_append(b, "?", 1);
+        } else if (*p == '\n' || *p == '\t' || *p == '\r') {
+            char e[2] = {'\\', *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r'};
+            kd_sbuf_append(b, e, 2);
+        } else if (*p < 0x20) {
+            kd_sbuf_printf(b, "\\u%04x", *p);
+        } else if (*p >= 0x7f) {
+            kd_sbuf_append(b, "?", 1); /* keep the reply ASCII (and valid UTF-8) */
         } else {
             kd_sbuf_append(b, (const char *)p, 1);
         }
@@ -359,16 +364,25 @@ void kd_status_proto_format_duration(char *out, size_t cap, double seconds)
     else snprintf(out, cap, "%lld:%02lld:%02lld", h, m, sec);
 }
 
+/* The snapshot's fixed strings, terminated within their arrays whatever they hold. */
+#define BOUNDED(dst, src)                                  \
+    char dst[sizeof(src)];                                 \
+    memcpy(dst, src, sizeof dst);                          \
+    dst[sizeof dst - 1] = '\0'
+
 void kd_status_proto_format_status(kd_sbuf *b, const kd_job_status *st,
                                    const kd_status_extra *x, bool json)
 {
     kd_reply r;
     char text[64];
+    BOUNDED(job_name, st->job_name);
+    BOUNDED(config_path, st->config_path);
+    BOUNDED(ckpt_path, st->last_checkpoint_path);
     kd_reply_begin(&r, b, json);
 
     kd_reply_section(&r, "Job");
-    kd_reply_str(&r, "name", st->job_name);
-    kd_reply_str(&r, "config", st->config_path);
+    kd_reply_str(&r, "name", job_name);
+    kd_reply_str(&r, "config", config_path);
     kd_reply_str(&r, "state", kd_job_state_name(st->state));
     kd_reply_int(&r, "world_size", st->world_size);
     kd_reply_num(&r, "uptime_seconds", st->start_wall > 0 ? x->now - st->start_wall : NAN);
@@ -390,9 +404,7 @@ void kd_status_proto_format_status(kd_sbuf *b, const kd_job_status *st,
     kd_reply_num(&r, "loss", st->loss_total);
     int n_losses = st->n_losses < 0 ? 0 : st->n_losses > KD_STATUS_LOSS_MAX ? KD_STATUS_LOSS_MAX : st->n_losses;
     for (int i = 0; i < n_losses; i++) {
-        char name[KD_STATUS_LOSS_NAME_BYTES];
-        memcpy(name, st->losses[i].name, sizeof name);
-        name[sizeof name - 1] = '\0';
+        BOUNDED(name, st->losses[i].name);
         kd_reply_num(&r, name[0] ? name : "unnamed", st->losses[i].value);
     }
 
@@ -404,8 +416,8 @@ void kd_status_proto_format_status(kd_sbuf *b, const kd_job_status *st,
     kd_reply_num(&r, "memory_mb", st->memory_bytes / (1024.0 * 1024.0));
 
     kd_reply_section(&r, "Checkpoint");
-    bool have_ckpt = st->last_checkpoint_path[0] != '\0';
-    kd_reply_str(&r, "last_checkpoint", have_ckpt ? st->last_checkpoint_path : "none");
+    bool have_ckpt = ckpt_path[0] != '\0';
+    kd_reply_str(&r, "last_checkpoint", have_ckpt ? ckpt_path : "none");
     kd_reply_int(&r, "last_checkpoint_step", have_ckpt ? st->last_checkpoint_step : -1);
     double age = have_ckpt ? x->now - st->last_checkpoint_wall : NAN;
     kd_reply_num(&r, "last_checkpoint_age_seconds", age);
@@ -420,11 +432,9 @@ void kd_status_proto_format_status(kd_sbuf *b, const kd_job_status *st,
     int n_ranks = st->n_ranks < 0 ? 0 : st->n_ranks > KD_STATUS_RANK_MAX ? KD_STATUS_RANK_MAX : st->n_ranks;
     for (int i = 0; i < n_ranks; i++) {
         const kd_rank_status *rk = &st->ranks[i];
-        char host[sizeof rk->host], dev[sizeof rk->device], key[24];
-        memcpy(host, rk->host, sizeof host);
-        host[sizeof host - 1] = '\0';
-        memcpy(dev, rk->device, sizeof dev);
-        dev[sizeof dev - 1] = '\0';
+        BOUNDED(host, rk->host);
+        BOUNDED(dev, rk->device);
+        char key[24];
         snprintf(key, sizeof key, "rank%d", i);
         kd_reply_object(&r, key);
         kd_reply_int(&r, "rank", i);
