@@ -24,6 +24,10 @@ OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures', 'model')
 
 
+# resize scale factors (h, w) the detections are divided by, per image
+SCALES = [(0.5, 0.8), (1.25, 1.0)]
+
+
 def base_cfg(**kw):
     c = dict(depth=18, base=4, frozen_stages=1, fpn_out=8, start_level=1, num_outs=5,
              num_classes=3, stacked=2, feat=8, gn_groups=4, reg_max=16,
@@ -137,6 +141,13 @@ def run(name, cfg, seed, teacher=None, idx=None):
             exp['grad.' + k] = t.grad.float().numpy()
     for i, lab in enumerate(labels):
         exp['atss.labels.%d' % i] = lab.numpy().astype(np.int32)
+    with torch.no_grad():
+        for i, hw in enumerate(batch['img_shape']):
+            b, sc, lb = R.predict(cfg, [c.detach() for c in cls], [r.detach() for r in reg], i,
+                                  tuple(int(v) for v in hw), SCALES[i])
+            exp['det.boxes.%d' % i] = b.float().numpy().reshape(-1, 4)
+            exp['det.scores.%d' % i] = sc.float().numpy()
+            exp['det.labels.%d' % i] = lb.numpy().astype(np.int32)
     print('%s: num_pos %d, losses %s' % (name, sum(int((l >= 0).sum()) for l in labels),
           {k: round(float(v), 6) for k, v in losses.items()}))
     if teacher:

@@ -1,0 +1,129 @@
+/* postprocess.c — GFL inference (crosskd.md §7, MMDetection's _predict_by_feat_single and
+ * _bbox_post_process) for one image of the last forward, on the host:
+ *   per level: scores = sigmoid(cls) over (location, class) pairs in row-major order; keep
+ *   pairs with score > score_thr; the top nms_pre by score (descending; ties keep the lower
+ *   pair index, a stable sort); distances = Integral(reg) * stride; boxes decoded from the
+ *   anchor centres (x*s, y*s) and clipped to [0, img_w] x [0, img_h];
+ *   all levels: divide by the resize scale factors; drop boxes with width or height not
+ *   above min_bbox_size; class-aware greedy NMS (suppress IoU > threshold, no +1 in areas)
+ *   in descending score order; keep the first max_per_img.
+ */
+#include "worker/model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kd_math.h"
+
+typedef struct cand {
+    float score;
+    int idx; /* pair index within its level, or global order for the final sort */
+    int label;
+    float box[4];
+} cand;
+
+static int cmp_score_desc(const void *a, const void *b)
+{
+    const cand *p = a, *q = b;
+    if (p->score > q->score) return -1;
+    if (p->score < q->score) return 1;
+    return (p->idx > q->idx) - (p->idx < q->idx);
+}
+
+static float box_iou(const kd_det *a, const kd_det *b)
+{
+    float w = fminf(a->x2, b->x2) - fmaxf(a->x1, b->x1), h = fminf(a->y2, b->y2) - fmaxf(a->y1, b->y1);
+    if (w <= 0 || h <= 0) return 0;
+    float in = w * h;
+    float un = (a->x2 - a->x1) * (a->y2 - a->y1) + (b->x2 - b->x1) * (b->y2 - b->y1) - in;
+    return un > 0 ? in / un : 0;
+}
+
+void kd_nms(const kd_det *d, int n, double thr, uint8_t *keep)
+{
+    float t = (float)thr; /* mmcv compares in float32 */
+    for (int i = 0; i < n; i++) keep[i] = 1;
+    for (int i = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        for (int j = i + 1; j < n; j++)
+            if (keep[j] && d[j].label == d[i].label && box_iou(&d[i], &d[j]) > t) keep[j] = 0;
+    }
+}
+
+int kd_gfl_predict(const kd_model *m, int image, int img_h, int img_w, double scale_h,
+                   double scale_w, kd_det *dets)
+{
+    const kd_backend *be = m->be;
+    int K = m->head.K, R1 = m->head.R + 1, RC = 4 * R1;
+    const kd_model_cfg *c = &m->cfg;
+    int nms_pre = (int)c->test_cfg.nms_pre;
+    float thr = (float)c->test_cfg.score_thr;
+    cand *all = NULL;
+    size_t n_all = 0;
+    for (int l = 0; l < m->fpn.num_outs; l++) {
+        kd_shape s = m->lvl_s[l];
+        size_t hw = (size_t)s.h * s.w;
+        float *cls = kd_xmalloc(K * hw * sizeof(float)), *reg = kd_xmalloc(RC * hw * sizeof(float));
+        be->copy_to_host(be, cls, m->cls[l] + (size_t)image * K * hw, K * hw * sizeof(float));
+        be->copy_to_host(be, reg, m->reg[l] + (size_t)image * RC * hw, RC * hw * sizeof(float));
+        cand *cs = kd_xmalloc((K * hw + 1) * sizeof *cs);
+        int nc = 0;
+        for (size_t p = 0; p < hw; p++)
+            for (int k = 0; k < K; k++) {
+                float sc = kd_sigmoid(cls[(size_t)k * hw + p]);
+                if (sc > thr) cs[nc++] = (cand){sc, (int)(p * K + k), k, {0, 0, 0, 0}};
+            }
+        qsort(cs, (size_t)nc, sizeof *cs, cmp_score_desc);
+        if (nc > nms_pre) nc = nms_pre;
+        float st = (float)m->head.strides[l];
+        for (int i = 0; i < nc; i++) {
+            int p = cs[i].idx / K;
+            float px = (float)(p % s.w) * st, py = (float)(p / s.w) * st, d[4], z[72];
+            for (int side = 0; side < 4; side++) {
+                for (int j = 0; j < R1; j++) z[j] = reg[(size_t)(side * R1 + j) * hw + p];
+                kd_softmax_row(z, z, R1);
+                float e = 0;
+                for (int j = 0; j < R1; j++) e += z[j] * (float)j;
+                d[side] = e * st;
+            }
+            float b[4] = {px - d[0], py - d[1], px + d[2], py + d[3]};
+            b[0] = fminf(fmaxf(b[0], 0), (float)img_w);
+            b[2] = fminf(fmaxf(b[2], 0), (float)img_w);
+            b[1] = fminf(fmaxf(b[1], 0), (float)img_h);
+            b[3] = fminf(fmaxf(b[3], 0), (float)img_h);
+            memcpy(cs[i].box, b, sizeof b);
+        }
+        all = kd_xrealloc(all, (n_all + (size_t)nc + 1) * sizeof *all);
+        memcpy(all + n_all, cs, (size_t)nc * sizeof *cs);
+        n_all += (size_t)nc;
+        free(cs);
+        free(cls);
+        free(reg);
+    }
+    size_t n = 0;
+    float msz = (float)c->test_cfg.min_bbox_size;
+    for (size_t i = 0; i < n_all; i++) {
+        cand v = all[i];
+        v.box[0] /= (float)scale_w;
+        v.box[2] /= (float)scale_w;
+        v.box[1] /= (float)scale_h;
+        v.box[3] /= (float)scale_h;
+        if (!(v.box[2] - v.box[0] > msz && v.box[3] - v.box[1] > msz)) continue;
+        v.idx = (int)i;
+        all[n++] = v;
+    }
+    qsort(all, n, sizeof *all, cmp_score_desc);
+    kd_det *d = kd_xmalloc((n + 1) * sizeof *d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = (kd_det){all[i].box[0], all[i].box[1], all[i].box[2], all[i].box[3], all[i].score, all[i].label};
+    uint8_t *keep = kd_xmalloc(n + 1);
+    kd_nms(d, (int)n, c->test_cfg.nms_iou_threshold, keep);
+    int out = 0, maxd = (int)c->test_cfg.max_per_img;
+    for (size_t i = 0; i < n && out < maxd; i++)
+        if (keep[i]) dets[out++] = d[i];
+    free(keep);
+    free(d);
+    free(all);
+    return out;
+}
