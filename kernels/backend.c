@@ -1,9 +1,15 @@
 /* backend.c — picks a backend by device name (DESIGN.md §6). "cpu" is always built; "cuda"
- * is reported as unavailable until kernels/cuda/ provides kd_cuda_backend_open.
+ * is kernels/cuda/'s kd_cuda_backend_open in a CUDA build (KD_HAVE_CUDA), which reports
+ * "no CUDA device" on a machine without one, and an error naming the build otherwise.
  */
 #include "kernels/backend.h"
 
 #include <string.h>
+
+#include "kd_build_config.h"
+#if KD_HAVE_CUDA
+#include "kernels/cuda/kd_cuda.h"
+#endif
 
 kd_status kd_backend_open(const char *device, int threads, const kd_backend **out, kd_err *err)
 {
@@ -14,8 +20,15 @@ kd_status kd_backend_open(const char *device, int threads, const kd_backend **ou
         return kd_errf(err, KD_EINVAL, "threads: %d is negative (0 = OMP_NUM_THREADS or all cores)",
                        threads);
     if (strcmp(device, "cpu") == 0) return kd_cpu_backend_open(threads, out, err);
-    if (strcmp(device, "cuda") == 0)
-        return kd_errf(err, KD_EUNSUPPORTED, "device: \"cuda\" is not built into this binary");
+    if (strcmp(device, "cuda") == 0) {
+#if KD_HAVE_CUDA
+        return kd_cuda_backend_open(threads, out, err);
+#else
+        return kd_errf(err, KD_EUNSUPPORTED,
+                       "device: \"cuda\": this binary was built without CUDA "
+                       "(reconfigure with -Dcuda=enabled where nvcc, cuDNN, cuBLAS and NCCL exist)");
+#endif
+    }
     return kd_errf(err, KD_EINVAL, "device: unknown device \"%s\" (expected \"cpu\" or \"cuda\")",
                    device);
 }
