@@ -30,7 +30,7 @@ _DT_INV = {np.dtype(v).str: k for k, v in _DT.items()}
 def st_write(path, tensors):
     hdr, off, blobs = {}, 0, []
     for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
+        a = np.array(tensors[name], order='C')  # keeps 0-d tensors 0-d
         b = a.tobytes()
         hdr[name] = {'dtype': _DT_INV[a.dtype.str], 'shape': list(a.shape),
                      'data_offsets': [off, off + len(b)]}
