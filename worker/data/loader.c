@@ -213,6 +213,9 @@ struct kd_loader {
     uint32_t next_produce, next_consume;
     int handed; /* slot index held by the consumer, or -1 */
     kd_loader_stats stats;
+    kd_loader_stats since_start; /* for the end-of-epoch log line */
+    double wait_max;
+    int logged;
 };
 
 static int claim(kd_loader *l)
@@ -344,6 +347,9 @@ void kd_loader_start(kd_loader *l, kd_sampler_cursor at)
     if (l->sampler.epoch != at.epoch) kd_sampler_set_epoch(&l->sampler, at.epoch);
     l->epoch = at.epoch;
     l->next_produce = l->next_consume = at.batch < l->sampler.n_batches ? at.batch : l->sampler.n_batches;
+    memset(&l->since_start, 0, sizeof l->since_start);
+    l->wait_max = 0;
+    l->logged = 0;
     pthread_cond_broadcast(&l->work_cv);
     pthread_mutex_unlock(&l->mu);
 }
@@ -359,6 +365,15 @@ kd_status kd_loader_next(kd_loader *l, const kd_batch **out, double *wait_second
         pthread_cond_broadcast(&l->work_cv);
     }
     if (l->epoch < 0 || l->next_consume >= l->sampler.n_batches) {
+        if (l->epoch >= 0 && !l->logged && l->since_start.batches) {
+            const kd_loader_stats *s = &l->since_start;
+            KD_INFO("data: epoch %lld: %llu batches, %llu images, data_time mean %.2f ms max %.2f ms, "
+                    "build %.2f ms/batch on %d threads, %llu bad images",
+                    (long long)l->epoch, (unsigned long long)s->batches, (unsigned long long)s->images,
+                    1e3 * s->wait_seconds / (double)s->batches, 1e3 * l->wait_max,
+                    1e3 * s->build_seconds / (double)s->batches, l->n_threads, (unsigned long long)s->bad_images);
+            l->logged = 1;
+        }
         pthread_mutex_unlock(&l->mu);
         if (wait_seconds) *wait_seconds = 0;
         return KD_ENOTFOUND;
@@ -392,6 +407,12 @@ kd_status kd_loader_next(kd_loader *l, const kd_batch **out, double *wait_second
     l->stats.bad_images += sl->b.n_bad;
     l->stats.wait_seconds += w;
     l->stats.build_seconds += sl->b.build_seconds;
+    l->since_start.batches++;
+    l->since_start.images += (uint64_t)sl->b.n;
+    l->since_start.bad_images += sl->b.n_bad;
+    l->since_start.wait_seconds += w;
+    l->since_start.build_seconds += sl->b.build_seconds;
+    if (w > l->wait_max) l->wait_max = w;
     pthread_cond_broadcast(&l->work_cv);
     pthread_mutex_unlock(&l->mu);
     if (wait_seconds) *wait_seconds = w;

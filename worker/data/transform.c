@@ -53,7 +53,7 @@ static void axis_plan(kd_resize_axis *a, size_t *cap, int32_t n_src, int32_t n_d
 
 void kd_transform_ws_free(kd_transform_ws *ws)
 {
-    free(ws->ax.ofs), free(ws->ax.wt), free(ws->ay.ofs), free(ws->ay.wt), free(ws->rows);
+    free(ws->ax.ofs), free(ws->ax.wt), free(ws->ay.ofs), free(ws->ay.wt), free(ws->rows), free(ws->row_u8);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -132,21 +132,29 @@ void kd_transform_image(kd_transform_ws *ws, const uint8_t *bgr, int32_t w, int3
                         size_t plane_elems)
 {
     prepare(ws, w, h, new_w, new_h);
+    if ((size_t)new_w * 3 > ws->row_u8_cap_bytes) {
+        ws->row_u8 = kd_xrealloc(ws->row_u8, (size_t)new_w * 3);
+        ws->row_u8_cap_bytes = (size_t)new_w * 3;
+    }
+    uint8_t *row = ws->row_u8;
     /* output channel c reads interleaved channel src_ch[c] */
     int src_ch[3] = {to_rgb ? 2 : 0, 1, to_rgb ? 0 : 2};
+    int32_t n3 = new_w * 3;
     for (int32_t y = 0; y < new_h; y++) {
         const int32_t *r0, *r1;
         rows_for(ws, bgr, w, h, y, &r0, &r1);
         int32_t b0 = ws->ay.wt[2 * y], b1 = ws->ay.wt[2 * y + 1];
+        for (int32_t i = 0; i < n3; i++) row[i] = (uint8_t)vmix(r0[i], r1[i], b0, b1);
         for (int c = 0; c < 3; c++) {
             float *o = out + (size_t)c * plane_elems + (size_t)y * stride_elems;
-            const int32_t *a = r0 + src_ch[c], *b = r1 + src_ch[c];
-            float m = mean[c], s = std[c];
+            const uint8_t *a = row + src_ch[c];
+            const float m = mean[c], sd = std[c];
+            /* per channel with a true division: vectorises (measured faster than a
+             * 256-entry table) and equals MMDetection's float32 (x - mean) / std */
             if (!flip)
-                for (int32_t x = 0; x < new_w; x++) o[x] = ((float)vmix(a[3 * x], b[3 * x], b0, b1) - m) / s;
+                for (int32_t x = 0; x < new_w; x++) o[x] = ((float)a[3 * x] - m) / sd;
             else
-                for (int32_t x = 0; x < new_w; x++)
-                    o[new_w - 1 - x] = ((float)vmix(a[3 * x], b[3 * x], b0, b1) - m) / s;
+                for (int32_t x = 0; x < new_w; x++) o[new_w - 1 - x] = ((float)a[3 * x] - m) / sd;
         }
     }
 }
