@@ -111,7 +111,7 @@ static void eval_pair(const kd_eval_ctx *c, pair_scratch *s, const uint32_t *gts
         for (int t = 0; t < KD_EVAL_T; t++) {
             const uint64_t bit = KD_EVAL_BIT(a, t);
             const double best0 = thr[t] < cap ? thr[t] : cap;
-            memset(s->matched, 0, G);
+            if (G) memset(s->matched, 0, G);
             for (size_t d = 0; d < D; d++) {
                 const int d_out = s->darea[d] < lo || s->darea[d] > hi;
                 long m = -1;

@@ -3,7 +3,9 @@
  * Runs the program (argv[1]) on the fixtures (argv[2]) in a child process and checks:
  * the printed summary equals pycocotools' byte for byte, --json round-trips the stats bit
  * for bit, usage errors exit 2, every malformed or mismatched input exits 1 with a message
- * naming the problem, and no run ends by a signal.
+ * naming the problem, and no run ends by a signal — also on a few hundred deterministic
+ * mutations (byte substitutions, deletions, truncations) of a GT and a results file.
+ * Arguments: PROGRAM FIXTURE_DIR SCRATCH_DIR.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,7 +16,7 @@
 
 #include "kd_test.h"
 
-static const char *g_prog, *g_dir;
+static const char *g_prog, *g_dir, *g_tmp;
 
 typedef struct run_out {
     int exited, code;
@@ -199,18 +201,88 @@ static void test_notes(void)
     KD_EXPECT_STR_CONTAINS(r.err, "50 detection(s) beyond the 100 best per image and category");
 }
 
+static uint64_t g_lcg = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(uint32_t n)
+{
+    g_lcg = g_lcg * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(g_lcg >> 33) % n;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    *len = s ? fread(s, 1, (size_t)n, f) : 0;
+    fclose(f);
+    return s;
+}
+
+/* Mutated inputs: exit 0 (still valid) or 1 (rejected with a message), never a signal. */
+static void test_mutations(void)
+{
+    static const char alphabet[] = "[]{},:\"0123456789.-+eE nulltrueNaN\\";
+    const char *names[2] = {"crowd.gt.json", "crowd.dt.json"};
+    int n_ok = 0, n_rejected = 0;
+    for (int which = 0; which < 2; which++) {
+        char src[1024], dst[1024], other[1100];
+        snprintf(src, sizeof src, "%s/%s", g_dir, names[which]);
+        snprintf(dst, sizeof dst, "%s/mutated_%s", g_tmp, names[which]);
+        snprintf(other, sizeof other, "@%s", names[1 - which]);
+        size_t len = 0;
+        char *orig = slurp(src, &len);
+        KD_REQUIRE(orig && len > 10);
+        char *buf = malloc(len + 1);
+        for (int it = 0; it < 150; it++) {
+            memcpy(buf, orig, len);
+            size_t n = len;
+            int kind = rnd(3);
+            if (kind == 0) {            /* substitute 1-3 bytes */
+                for (int k = 0, m = 1 + (int)rnd(3); k < m; k++) buf[rnd((uint32_t)n)] = alphabet[rnd(sizeof alphabet - 1)];
+            } else if (kind == 1) {     /* delete a short span */
+                size_t at = rnd((uint32_t)n), span = 1 + rnd(8);
+                if (at + span > n) span = n - at;
+                memmove(buf + at, buf + at + span, n - at - span);
+                n -= span;
+            } else n = rnd((uint32_t)n); /* truncate */
+            FILE *f = fopen(dst, "wb");
+            KD_REQUIRE(f);
+            fwrite(buf, 1, n, f);
+            fclose(f);
+            run_out r;
+            if (which == 0) run(&r, dst, other, NULL, NULL);
+            else run(&r, other, dst, NULL, NULL);
+            KD_EXPECT_MSG(r.exited, "mutation %d of %s: killed by signal %d", it, names[which], -r.code);
+            KD_EXPECT_MSG(r.code == 0 || r.code == 1, "mutation %d of %s: exit %d", it, names[which], r.code);
+            if (r.code == 1) {
+                KD_EXPECT_MSG(r.err[0] != '\0' && r.out[0] == '\0', "mutation %d of %s: no message", it, names[which]);
+                n_rejected++;
+            } else if (r.code == 0) n_ok++;
+        }
+        remove(dst);
+        free(buf);
+        free(orig);
+    }
+    fprintf(stderr, "mutations: %d evaluated, %d rejected with a message\n", n_ok, n_rejected);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s CROSSKD_EVAL FIXTURE_DIR\n", argv[0]);
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s CROSSKD_EVAL FIXTURE_DIR SCRATCH_DIR\n", argv[0]);
         return 2;
     }
     g_prog = argv[1];
     g_dir = argv[2];
+    g_tmp = argv[3];
     KD_TEST_RUN(test_usage);
     KD_TEST_RUN(test_summary_matches_pycocotools);
     KD_TEST_RUN(test_json);
     KD_TEST_RUN(test_bad_inputs);
     KD_TEST_RUN(test_notes);
+    KD_TEST_RUN(test_mutations);
     return kd_test_summary();
 }
