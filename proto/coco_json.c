@@ -628,6 +628,8 @@ done:
     return st;
 }
 
+static kd_status coco_parse_owned(char *buf, size_t n, const char *path, kd_coco_file *out, kd_err *err);
+
 kd_status kd_coco_file_load(const char *path, kd_coco_file *out, kd_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -635,6 +637,22 @@ kd_status kd_coco_file_load(const char *path, kd_coco_file *out, kd_err *err)
     size_t n;
     kd_status st = read_whole(path, &buf, &n, err);
     if (st) return st;
+    return coco_parse_owned(buf, n, path, out, err);
+}
+
+kd_status kd_coco_file_parse(const char *name, const char *text, size_t n_bytes, kd_coco_file *out, kd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    char *buf = malloc(n_bytes + 8);
+    if (!buf) return kd_errf(err, KD_ENOMEM, "%s: out of memory", name);
+    memcpy(buf, text, n_bytes);
+    memset(buf + n_bytes, 0, 8);
+    return coco_parse_owned(buf, n_bytes, name, out, err);
+}
+
+/* Parse buf (n bytes followed by NUL padding); frees buf. */
+static kd_status coco_parse_owned(char *buf, size_t n, const char *path, kd_coco_file *out, kd_err *err)
+{
     jp j = {.beg = buf, .p = buf, .end = buf + n, .path = path, .err = err};
     kd_coco_file f = {0};
     coco_caps caps = {0};

@@ -51,6 +51,8 @@ typedef struct kd_coco_file {
  * file_name; annotations: id, image_id, category_id, bbox, area, iscrowd (default 0 when
  * absent); categories: id, name), duplicate ids, dangling image ids and unknown category ids. */
 kd_status kd_coco_file_load(const char *path, kd_coco_file *out, kd_err *err);
+/* The same from memory (name is used in messages); text need not be NUL-terminated. */
+kd_status kd_coco_file_parse(const char *name, const char *text, size_t n_bytes, kd_coco_file *out, kd_err *err);
 void kd_coco_file_free(kd_coco_file *f);
 static inline const char *kd_coco_str(const kd_coco_file *f, uint32_t off) { return f->strings + off; }
 

@@ -242,7 +242,7 @@ static void *worker_main(void *arg)
     free(arg);
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        int s;
+        int s = -1;
         while (!l->stop && (s = claim(l)) < 0) pthread_cond_wait(&l->work_cv, &l->mu);
         if (l->stop) break;
         slot *sl = &l->slots[s];

@@ -182,6 +182,48 @@ static void test_malformed(void)
     KD_EXPECT_STR_CONTAINS(e.msg, "no/such/file.json");
 }
 
+/* Every prefix and many random byte mutations of a good file: an error or a success,
+ * never a crash (run under the sanitizer build too). */
+static void test_mutations(void)
+{
+    char p[1024];
+    fixture(p, sizeof p, "good.json");
+    FILE *fp = fopen(p, "rb");
+    KD_REQUIRE(fp != NULL);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text, fp);
+    fclose(fp);
+    KD_REQUIRE(n > 100 && n < sizeof text);
+    kd_coco_file f;
+    kd_err e = {0};
+    KD_REQUIRE(kd_coco_file_parse("good.json", text, n, &f, &e) == KD_OK);
+    KD_EXPECT(f.n_anns == 12);
+    kd_coco_file_free(&f);
+    int fails = 0;
+    for (size_t cut = 0; cut + 2 < n; cut++) { /* the last bytes are "}\n" */
+        kd_status st = kd_coco_file_parse("cut.json", text, cut, &f, &e);
+        fails += st != KD_OK;
+        if (st == KD_OK) kd_coco_file_free(&f);
+        else KD_EXPECT(f.images == NULL && f.anns == NULL && f.cats == NULL && f.strings == NULL);
+    }
+    KD_EXPECT(fails == (int)(n - 2));
+    static const char junk[] = "{}[]\",:0-.eE\"\\\x01\xff tfn9";
+    uint32_t st32 = 99;
+    char m[8192];
+    for (int it = 0; it < 20000; it++) {
+        memcpy(m, text, n);
+        int k = 1 + it % 4;
+        for (int q = 0; q < k; q++) {
+            st32 = st32 * 1664525u + 1013904223u;
+            size_t at = (st32 >> 8) % n;
+            st32 = st32 * 1664525u + 1013904223u;
+            m[at] = junk[(st32 >> 8) % (sizeof junk - 1)];
+        }
+        if (kd_coco_file_parse("mut.json", m, n, &f, &e) == KD_OK) kd_coco_file_free(&f);
+        else KD_EXPECT(e.msg[0] != 0 && f.images == NULL);
+    }
+}
+
 static void test_results(void)
 {
     char p[1024], w[300];
@@ -229,6 +271,7 @@ int main(int argc, char **argv)
     KD_TEST_RUN(test_index_train);
     KD_TEST_RUN(test_cache);
     KD_TEST_RUN(test_malformed);
+    KD_TEST_RUN(test_mutations);
     KD_TEST_RUN(test_results);
     rmdir(g_tmp);
     return kd_test_summary();
