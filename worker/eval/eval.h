@@ -52,10 +52,28 @@ typedef struct kd_eval_result {
     double *precision;             /* [T][R][K][A][M], pycocotools' eval['precision'] */
     double *recall;                /* [T][K][A][M], pycocotools' eval['recall'] */
     size_t n_images;               /* GT images (all are evaluated) */
-    size_t n_dets_used;            /* detections of a GT image and a GT category */
+    size_t n_dets_used;            /* detections evaluated: the first 100 of each
+                                      (GT image, GT category) pair */
     size_t n_dets_unknown_cat;     /* dropped: category id not in the GT */
     size_t n_dets_over_cap;        /* beyond 100 per (image, category): never counted */
 } kd_eval_result;
+
+/* One detection as MMDetection writes it (coco.md §1.4): corners of the float32 box in
+ * original-image pixels, label already mapped to its COCO category id; w and h are computed
+ * in double from the exact float values, the score is the float32 value widened. */
+static inline kd_coco_det kd_eval_det_from_xyxy(int64_t image_id, int32_t category_id,
+                                                const float xyxy[4], float score)
+{
+    kd_coco_det d;
+    d.image_id = image_id;
+    d.category_id = category_id;
+    d.bbox[0] = (double)xyxy[0];
+    d.bbox[1] = (double)xyxy[1];
+    d.bbox[2] = (double)xyxy[2] - (double)xyxy[0];
+    d.bbox[3] = (double)xyxy[3] - (double)xyxy[1];
+    d.score = (double)score;
+    return d;
+}
 
 /* Evaluate dets[0..n_dets) against gt. On success fills *out (free with
  * kd_eval_result_free). Errors (KD_ENOTFOUND, KD_EINVAL) name the detection's position

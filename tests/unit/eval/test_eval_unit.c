@@ -196,6 +196,19 @@ static void test_empty_gt(void)
     kd_eval_result_free(&r);
 }
 
+/* MMDetection's conversion: w = (double)x2 - (double)x1, not the float32 difference. */
+static void test_det_from_xyxy(void)
+{
+    const float box[4] = {0.1f, 10.3f, 200.7f, 33.3f};
+    kd_coco_det d = kd_eval_det_from_xyxy(42, 18, box, 0.123f);
+    KD_EXPECT(d.image_id == 42 && d.category_id == 18);
+    KD_EXPECT(d.bbox[0] == (double)0.1f && d.bbox[1] == (double)10.3f);
+    KD_EXPECT(d.bbox[2] == (double)200.7f - (double)0.1f);
+    KD_EXPECT(d.bbox[2] != (double)(200.7f - 0.1f));   /* the float32 difference rounds */
+    KD_EXPECT(d.bbox[3] == (double)33.3f - (double)10.3f);
+    KD_EXPECT(d.score == (double)0.123f);
+}
+
 int main(void)
 {
     KD_TEST_RUN(test_thresholds);
@@ -207,5 +220,6 @@ int main(void)
     KD_TEST_RUN(test_cap_and_unknown);
     KD_TEST_RUN(test_errors);
     KD_TEST_RUN(test_empty_gt);
+    KD_TEST_RUN(test_det_from_xyxy);
     return kd_test_summary();
 }
