@@ -16,3 +16,5 @@ taskset -c 0 "$build/bench/data/bench_coco_index" "$tmp/ann/annotations/instance
 echo "== image pipeline, one core =="
 taskset -c 0 "$build/bench/data/bench_pipeline" "$tmp/img" 64 5
 taskset -c 0 "$py" "$here/bench_pipeline_ref.py" "$tmp/img" 5
+echo "== loader threads vs a 50 ms step (batch 2, 1333x800) =="
+"$build/bench/data/bench_loader" "$tmp/loader" 2 50 64
