@@ -37,7 +37,7 @@ typedef struct kd_transform_ws {
     size_t rows_cap_elems;
     int32_t row_src[2];   /* which source row each holds */
     size_t ax_cap, ay_cap;
-    uint8_t *row_u8;      /* one resized row, interleaved */
+    uint8_t *row_u8;      /* one resized row, interleaved, and its mirror */
     size_t row_u8_cap_bytes;
 } kd_transform_ws;
 
