@@ -3,7 +3,7 @@
  *
  *   fake_job --work-dir DIR [--ranks N] [--steps N] [--step-ms MS] [--ckpt-ms MS]
  *            [--tcp-port P --token-file F] [--max-clients N] [--request-timeout S]
- *            [--write-timeout S] [--ready-file F] [--stats-file F]
+ *            [--write-timeout S] [--ready-file F] [--stats-file F] [--config-pad BYTES]
  *
  * It starts the coordinator (daemon/coordinator.h) the way the trainer will, then runs N
  * simulated ranks as threads. The ranks follow the step loop documented in
@@ -15,7 +15,8 @@
  * When the coordinator is up it writes the ready file ("socket=PATH\ntcp_port=P\n",
  * atomically). On exit it writes the stats file: steps done, and the longest time one
  * publish or poll took (the cost the status server adds to a step). Exit status: 0 after
- * a clean stop or the last step, 1 on errors, 2 on usage.
+ * a clean stop or the last step, 1 on errors, 2 on usage. --config-pad appends comment
+ * lines to the `config` reply, to test clients that never read a large reply.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -257,7 +258,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: fake_job --work-dir DIR [--ranks N] [--steps N] [--step-ms MS] [--ckpt-ms MS]\n"
                     "                [--tcp-port P --token-file F] [--max-clients N] [--request-timeout S]\n"
-                    "                [--write-timeout S] [--ready-file F] [--stats-file F]\n");
+                    "                [--write-timeout S] [--ready-file F] [--stats-file F] [--config-pad BYTES]\n");
     return 2;
 }
 
@@ -273,6 +274,7 @@ int main(int argc, char **argv)
     kd_coord_opts o;
     kd_coord_opts_defaults(&o);
     const char *ready = NULL, *stats = NULL;
+    long config_pad = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage();
@@ -289,6 +291,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--write-timeout")) o.write_timeout_s = atof(v);
         else if (!strcmp(a, "--ready-file")) ready = v;
         else if (!strcmp(a, "--stats-file")) stats = v;
+        else if (!strcmp(a, "--config-pad")) config_pad = atol(v);
         else return usage();
     }
     if (!j.work_dir[0] || j.ranks < 1 || j.ranks > MAX_RANKS || j.steps < 1) return usage();
@@ -307,6 +310,8 @@ int main(int argc, char **argv)
     size_t text_bytes = 0;
     FILE *f = open_memstream(&text, &text_bytes);
     kd_config_dump(kd_options_table(), &cfg, f);
+    for (long k = 0; k + 64 <= config_pad; k += 64)
+        fprintf(f, "# padding to make a large reply ...........................%04ld\n", (k / 64) % 10000);
     fclose(f);
     snprintf(o.work_dir, sizeof o.work_dir, "%s", j.work_dir);
     o.config_text = text;

@@ -324,13 +324,13 @@ tcp-bad-token-file)
     ok "token files that others can read, empty or missing are refused at start"
     ;;
 exit-codes)
-    start_job --step-ms 1500
+    start_job --ckpt-ms 3000
     "$CTL" --socket "$SOCK" frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown verb: not 2"
     "$CTL" --port 1 status >/dev/null 2>&1; [ $? -eq 2 ] || fail "--port alone: not 2"
     "$CTL" --socket "$T/none.sock" status >/dev/null 2>&1; [ $? -eq 3 ] || fail "no socket: not 3"
-    "$CTL" --socket "$SOCK" --timeout 0.2 pause >/dev/null 2>"$T/e"; rc=$?
+    # a checkpoint that takes 3 s to write, asked with a 0.3 s client timeout
+    "$CTL" --socket "$SOCK" --timeout 0.3 checkpoint >/dev/null 2>"$T/e"; rc=$?
     [ $rc -eq 3 ] && grep -q "in time" "$T/e" || fail "timeout: exit $rc"
-    ctl resume >/dev/null || fail "resume"
     ok "exit status 2 for usage, 3 for no connection or timeout"
     ;;
 garbage)
@@ -355,6 +355,14 @@ noread)
     start_job --ranks 4 --request-timeout 2 --write-timeout 2
     before=$(iter_now)
     timeout 40 "$PROBE" "$SOCK" noread 100 || fail "noread"
+    check_unharmed "$before"
+    ;;
+noread-large)
+    start_job --config-pad 900000 --write-timeout 2
+    full=$(ctl config | wc -c)
+    [ "$full" -gt 900000 ] || fail "config reply is only $full bytes"
+    before=$(iter_now)
+    timeout 40 "$PROBE" "$SOCK" stall 20 config "$full" 3.5 || fail "stall"
     check_unharmed "$before"
     ;;
 many-clients)

@@ -1,6 +1,7 @@
 /* status_probe.c — misbehaving and massed clients for the status-socket tests (issue #9).
  *
  *   status_probe ADDR garbage | oversized | slow | noread N | many N | busy N MAX | raw TEXT
+ *   status_probe ADDR stall N VERB FULL_BYTES HOLD_SECONDS
  *   status_probe json-get PATH < reply.json
  *
  * ADDR is a Unix socket path or tcp:HOST:PORT. Each mode asserts what the server must do
@@ -261,6 +262,37 @@ static void mode_noread(const char *addr, int n)
     free(fds);
 }
 
+/* Clients that ask for a large reply and never read it: the server's send blocks, so it
+ * must give up at its write timeout and close, delivering less than the whole reply. */
+static void mode_stall(const char *addr, int n, const char *verb, long full_bytes, double hold_s)
+{
+    raise_nofile();
+    int *fds = calloc((size_t)n, sizeof *fds);
+    int opened = 0;
+    for (int i = 0; i < n; i++) {
+        if ((fds[i] = dial(addr)) < 0) continue;
+        opened++;
+        send_all(fds[i], verb, strlen(verb));
+        send_all(fds[i], "\n", 1);
+    }
+    CHECK(opened == n, "stall: %d of %d connections open", opened, n);
+    check_served(addr, "stall");
+    sleep_s(hold_s); /* past the server's write timeout, without reading */
+    check_served(addr, "stall, after the timeout");
+    int truncated = 0;
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        if (fds[i] < 0) continue;
+        static char buf[1 << 21];
+        long got = read_reply(fds[i], buf, sizeof buf, 5.0);
+        if (got >= 0 && got < full_bytes) truncated++;
+        close(fds[i]);
+    }
+    CHECK(truncated == opened, "stall: the server gave up on %d of %d non-reading clients (%.1f s to drain)",
+          truncated, opened, now_s() - t0);
+    free(fds);
+}
+
 static void mode_many(const char *addr, int n)
 {
     raise_nofile();
@@ -363,6 +395,8 @@ int main(int argc, char **argv)
     else if (!strcmp(mode, "slow")) mode_slow(addr);
     else if (!strcmp(mode, "noread") && argc == 4) mode_noread(addr, atoi(argv[3]));
     else if (!strcmp(mode, "many") && argc == 4) mode_many(addr, atoi(argv[3]));
+    else if (!strcmp(mode, "stall") && argc == 7)
+        mode_stall(addr, atoi(argv[3]), argv[4], atol(argv[5]), atof(argv[6]));
     else if (!strcmp(mode, "busy") && argc == 5) mode_busy(addr, atoi(argv[3]), atoi(argv[4]));
     else if (!strcmp(mode, "raw") && argc == 4) mode_raw(addr, argv[3]);
     else { fprintf(stderr, "status_probe: bad mode\n"); return 2; }
