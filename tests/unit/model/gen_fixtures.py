@@ -158,19 +158,37 @@ def run(name, cfg, seed, teacher=None, idx=None):
               if not k.endswith('num_batches_tracked')}
         with torch.no_grad():
             tcls, treg, theld = R.forward(tp, tcfg, img, idx)
-            for l in range(len(tcls)):
-                exp['teacher.cls.%d' % l] = tcls[l].float().numpy()
-                exp['teacher.reg.%d' % l] = treg[l].float().numpy()
-                for ti, t in enumerate(('cls', 'reg')):
-                    s_, t_ = held[l][ti], theld[l][ti]
-                    dims = (0, 2, 3)
-                    ms, ss = s_.mean(dims, keepdim=True), s_.std(dims, keepdim=True)
-                    mt, st = t_.mean(dims, keepdim=True), t_.std(dims, keepdim=True)
-                    a = (s_ - ms) / (ss + 1e-6) * st + mt
-                    if idx != 0:
-                        a = torch.relu(a)
-                    out = R.tower(tp, tcfg, t, a, l, first=idx)
-                    exp['cross.%s.%d' % (t, l)] = out.float().numpy()
+        # CrossKD plumbing check: a synthetic KD loss sum_l,t sum(cross * kdw) (levels 0..3;
+        # the 1x1 level is ill-conditioned, see test_fixture.c) added to the detection loss;
+        # kdgrad.* are the gradients of that total for every trainable student parameter.
+        for v in p.values():
+            v.grad = None
+        cls, reg, held = R.forward(p, cfg, img, idx)
+        losses, _ = R.gfl_loss(cfg, cls, reg, [tuple(s) for s in batch['img_shape']], gts)
+        g = torch.Generator().manual_seed(11)
+        total = losses['loss']
+        for l in range(len(tcls)):
+            exp['teacher.cls.%d' % l] = tcls[l].float().numpy()
+            exp['teacher.reg.%d' % l] = treg[l].float().numpy()
+            for ti, t in enumerate(('cls', 'reg')):
+                s_, t_ = held[l][ti], theld[l][ti]
+                dims = (0, 2, 3)
+                ms, ss = s_.mean(dims, keepdim=True), s_.std(dims, keepdim=True)
+                mt, st = t_.mean(dims, keepdim=True), t_.std(dims, keepdim=True)
+                a = (s_ - ms) / (ss + 1e-6) * st + mt
+                if idx != 0:
+                    a = torch.relu(a)
+                out = R.tower(tp, tcfg, t, a, l, first=idx)
+                exp['cross.%s.%d' % (t, l)] = out.detach().float().numpy()
+                kw = torch.randn(out.shape, generator=g, dtype=torch.float64) * 0.1
+                if l == len(tcls) - 1:
+                    kw.zero_()
+                exp['kdw.%s.%d' % (t, l)] = kw.float().numpy()
+                total = total + (out * kw.float().double()).sum()
+        total.backward()
+        for k, t in p.items():
+            if t.requires_grad:
+                exp['kdgrad.' + k] = t.grad.float().numpy()
     R.st_write(os.path.join(OUT, name + '.expected.safetensors'), exp)
 
 
