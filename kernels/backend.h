@@ -15,7 +15,9 @@
  *    (residual adds, FPN top-down adds, the held feature CrossKD reads twice).
  *    dx may be NULL where documented, which skips it.
  *  - In-place: element-wise forwards allow y == x; element-wise backwards allow dx == dy
- *    (only with accumulate == 0). Everything else requires distinct buffers.
+ *    (only with accumulate == 0). The GroupNorm, BatchNorm and align_scale forwards allow
+ *    y == x when no backward follows (their backwards read x: the frozen teacher's towers).
+ *    Everything else requires distinct buffers.
  *  - Zero-size tensors (any dimension 0) are valid and do nothing (parameter gradients get
  *    nothing added).
  *  - Shape arguments are trusted: they come from the model's planned shapes, not from users.

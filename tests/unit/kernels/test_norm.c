@@ -142,6 +142,30 @@ static void test_gn_large_mean(void)
     kt_arr_free(&x);
 }
 
+/* Forwards in place (y == x), as the frozen teacher's towers run them: same values. */
+static void test_in_place(void)
+{
+    kd_shape s = {2, 8, 7, 5};
+    size_t n = kd_shape_elems(s);
+    kt_seed(77);
+    kt_arr x = kt_rand(n, -2, 2), p = kt_rand(8, 0.5, 1.5);
+    float *xd = kt_dev(x.f, n), *yd = kt_dev_fill(n, 0), *pd = kt_dev(p.f, 8), *m = kt_dev_fill(8, 0),
+          *r = kt_dev_fill(8, 0);
+    kt_b->group_norm_fwd(kt_b, s, 4, 1e-5f, 1, xd, pd, pd, yd, m, r);
+    kt_b->group_norm_fwd(kt_b, s, 4, 1e-5f, 1, xd, pd, pd, xd, m, r);
+    float *y = kt_host(yd, n), *y2 = kt_host(xd, n);
+    KD_EXPECT(memcmp(y, y2, n * sizeof *y) == 0);
+    free(y), free(y2);
+    kt_b->copy_from_host(kt_b, xd, x.f, n * sizeof(float));
+    kt_b->batch_norm_inf_fwd(kt_b, s, 1e-5f, 1, xd, pd, pd, pd, pd, yd);
+    kt_b->batch_norm_inf_fwd(kt_b, s, 1e-5f, 1, xd, pd, pd, pd, pd, xd);
+    y = kt_host(yd, n), y2 = kt_host(xd, n);
+    KD_EXPECT(memcmp(y, y2, n * sizeof *y) == 0);
+    free(y), free(y2);
+    kt_dfree(xd), kt_dfree(yd), kt_dfree(pd), kt_dfree(m), kt_dfree(r);
+    kt_arr_free(&x), kt_arr_free(&p);
+}
+
 static void test_gn_zero_size(void)
 {
     check_gn((kd_shape){0, 4, 3, 3}, 2, 1, 1, 6);
@@ -235,6 +259,7 @@ int main(void)
     KD_TEST_RUN(test_gn_instance_like);
     KD_TEST_RUN(test_gn_large_mean);
     KD_TEST_RUN(test_gn_zero_size);
+    KD_TEST_RUN(test_in_place);
     KD_TEST_RUN(test_bn_plain);
     KD_TEST_RUN(test_bn_relu_batch3);
     KD_TEST_RUN(test_bn_zero_size);
