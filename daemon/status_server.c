@@ -358,8 +358,9 @@ static void client_process(kd_status_server *s, kd_client *c)
             if (!c->tcp) { client_error(s, c, KD_SC_EARG, "AUTH is only used on TCP"); return; }
             if (!ok) {
                 s->denied++;
-                KD_WARN("status: TCP client sent a wrong token (%llu refused so far)",
-                        (unsigned long long)s->denied);
+                if (s->denied <= 10 || s->denied % 1000 == 0)
+                    KD_WARN("status: TCP client sent a wrong token (%llu refused so far)",
+                            (unsigned long long)s->denied);
                 client_error(s, c, KD_SC_EAUTH, "wrong token");
                 return;
             }
@@ -646,10 +647,10 @@ fail:
 void kd_status_server_stop(kd_status_server *s)
 {
     if (!s) return;
+    kd_control_board_set_wake(s->board, NULL, NULL); /* no trainer call can reach s now */
     atomic_store(&s->stopping, true);
     wake_loop(s);
     if (s->thread_started) pthread_join(s->thread, NULL);
-    kd_control_board_set_wake(s->board, NULL, NULL);
     close(s->unix_fd);
     kd_status_unlink_unix(s->o.unix_path, s->sock_dev, s->sock_ino);
     if (s->tcp_fd >= 0) close(s->tcp_fd);

@@ -3,8 +3,10 @@
  *
  * One mutex guards everything; every operation is a bounded copy, so the trainer never
  * waits longer than a concurrent snapshot copy (a few tens of kilobytes). The wake
- * callback is called after the mutex is released, so it may take the server's own locks
- * or write to an eventfd without any lock-order concern.
+ * callback runs with the mutex held, so that once kd_control_board_set_wake(b, NULL, NULL)
+ * returns no call to the old callback is in flight (the server frees its state after
+ * that); the callback must therefore be short and must not call back into the board
+ * (the status server's writes one eventfd counter).
  */
 #include "proto/control.h"
 
@@ -26,7 +28,10 @@ struct kd_control_board {
     bool pause, stop;
     uint64_t seq;
     /* results from the trainer */
-    kd_checkpoint_result ckpt;
+    kd_checkpoint_result ckpt;    /* of the latest requested generation */
+    char last_path[KD_STATUS_PATH_BYTES]; /* latest successful checkpoint, any generation */
+    double last_wall;
+    int64_t last_step;
     kd_control_wake_fn wake;
     void *wake_arg;
 };
@@ -104,6 +109,17 @@ void kd_control_board_set_wake(kd_control_board *b, kd_control_wake_fn fn, void 
 
 /* ---- trainer side ------------------------------------------------------------------- */
 
+/* The board reports the newest checkpoint it was told about, even if the published
+ * snapshot does not show it yet (the trainer publishes after its next step). */
+static void merge_last_locked(kd_control_board *b)
+{
+    if (b->last_path[0] && b->last_wall > b->snap.last_checkpoint_wall) {
+        memcpy(b->snap.last_checkpoint_path, b->last_path, sizeof b->last_path);
+        b->snap.last_checkpoint_wall = b->last_wall;
+        b->snap.last_checkpoint_step = b->last_step;
+    }
+}
+
 void kd_control_board_publish(kd_control_board *b, const kd_job_status *st)
 {
     if (!b) return;
@@ -125,12 +141,10 @@ void kd_control_board_publish(kd_control_board *b, const kd_job_status *st)
         b->snap.ranks[i].host[sizeof b->snap.ranks[i].host - 1] = '\0';
         b->snap.ranks[i].device[sizeof b->snap.ranks[i].device - 1] = '\0';
     }
+    merge_last_locked(b);
     b->have_snap = true;
-    bool changed = old_state != b->snap.state;
-    kd_control_wake_fn wake = b->wake;
-    void *arg = b->wake_arg;
+    if (old_state != b->snap.state && b->wake) b->wake(b->wake_arg);
     pthread_mutex_unlock(&b->mu);
-    if (changed && wake) wake(arg);
 }
 
 void kd_control_board_poll(kd_control_board *b, kd_control *out)
@@ -154,19 +168,24 @@ void kd_control_board_checkpoint_done(kd_control_board *b, uint64_t gen, const c
     if (!b) return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    double wall = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
     pthread_mutex_lock(&b->mu);
-    if (gen >= b->ckpt.gen) {
+    if (gen > 0 && gen >= b->ckpt.gen) {
         b->ckpt.gen = gen;
         b->ckpt.ok = ok ? 1 : 0;
         b->ckpt.step = step;
-        b->ckpt.wall = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+        b->ckpt.wall = wall;
         snprintf(b->ckpt.path, sizeof b->ckpt.path, "%s", path ? path : "");
         snprintf(b->ckpt.msg, sizeof b->ckpt.msg, "%s", msg ? msg : "");
     }
-    kd_control_wake_fn wake = b->wake;
-    void *arg = b->wake_arg;
+    if (ok) { /* the status shows it at once, not only after the next publish */
+        snprintf(b->last_path, sizeof b->last_path, "%s", path ? path : "");
+        b->last_wall = wall;
+        b->last_step = step;
+        merge_last_locked(b);
+    }
+    if (b->wake) b->wake(b->wake_arg);
     pthread_mutex_unlock(&b->mu);
-    if (wake) wake(arg);
 }
 
 /* ---- server side --------------------------------------------------------------------- */

@@ -146,8 +146,9 @@ typedef struct kd_checkpoint_result {
     char msg[256];                    /* the failure, when !ok */
 } kd_checkpoint_result;
 
-/* Called (from the trainer's thread, with the board unlocked) when something a waiting
- * client may care about happened: a checkpoint finished or the job state changed. */
+/* Called from the trainer's thread, with the board locked (so it must be short and must
+ * not call into the board), when something a waiting client may care about happened: a
+ * checkpoint finished or the job state changed. */
 typedef void (*kd_control_wake_fn)(void *arg);
 
 kd_status kd_control_board_create(kd_control_board **out, kd_err *err);
@@ -157,6 +158,10 @@ void kd_control_board_set_wake(kd_control_board *b, kd_control_wake_fn fn, void 
 /* trainer side (rank 0) — each is a copy under the mutex; NULL board = no-op */
 void kd_control_board_publish(kd_control_board *b, const kd_job_status *st);
 void kd_control_board_poll(kd_control_board *b, kd_control *out);
+/* Report a checkpoint: gen is the kd_control.checkpoint_gen it answers, or 0 for one the
+ * trainer made on its own (interval, end of the run). ok = the file is on disk (after the
+ * rename and the directory fsync); otherwise msg says why. Status replies show the newest
+ * successful one at once. */
 void kd_control_board_checkpoint_done(kd_control_board *b, uint64_t gen, const char *path,
                                       int64_t step, int ok, const char *msg);
 

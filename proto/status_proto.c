@@ -3,9 +3,10 @@
  *
  * Conventions: every function is pure over its arguments; input is untrusted bytes of any
  * length and content (the fuzz test drives kd_status_proto_frame and _parse with random
- * and mutated lines); nothing here asserts on input. Reply values are flattened to
- * printable ASCII (control and non-ASCII bytes become '?') so a line stays one line and
- * JSON stays valid whatever the trainer published.
+ * and mutated lines); nothing here asserts on input. Human reply values are flattened to
+ * printable ASCII (control and non-ASCII bytes become '?') so a line stays one line; JSON
+ * strings escape control bytes and replace non-ASCII bytes with '?', so the reply is valid
+ * JSON (and UTF-8) whatever the trainer published.
  */
 #include "proto/status_proto.h"
 
