@@ -12,16 +12,24 @@
 
 #include <cblas.h>
 
+void openblas_set_num_threads(int num_threads);
+
+/* OpenBLAS's thread count is process-wide: set it when a backend with another count calls. */
+static int blas_threads;
+
 void kd_cpu_gemm(const kd_backend *b, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *bm, int ldb, float beta, float *c, int ldc)
 {
-    (void)b;
     KD_CHECK(m >= 0 && n >= 0 && k >= 0);
     if (m == 0 || n == 0) return;
     if (k == 0) { /* op(A)*op(B) is all zeros; BLAS handles it, but keep it explicit */
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
         return;
+    }
+    if (blas_threads != b->threads) {
+        openblas_set_num_threads(b->threads);
+        blas_threads = b->threads;
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);

@@ -16,6 +16,7 @@
  */
 #include "kernels/cpu/cpu_internal.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -274,6 +275,14 @@ static void bind_input(kd_cpu_ctx *ctx, reorder *r, dnnl_memory_t m, size_t byte
     }
 }
 
+/* oneDNN (OpenMP runtime) sizes its work by omp_get_max_threads() of the calling thread,
+ * at creation and at execution: pin it to this backend's count (another backend opened in
+ * the same process may have changed it). */
+static void use_threads(const kd_backend *b)
+{
+    if (omp_get_max_threads() != b->threads) omp_set_num_threads(b->threads);
+}
+
 static void check_desc(const kd_conv_desc *d)
 {
     KD_CHECK(d->x.n >= 0 && d->x.c >= 0 && d->x.h >= 0 && d->x.w >= 0 && d->c_out >= 0);
@@ -300,6 +309,7 @@ void kd_cpu_conv_fwd(const kd_backend *b, const kd_conv_desc *d, const float *x,
                      const float *bias, float *y)
 {
     check_desc(d);
+    use_threads(b);
     kd_shape ys = kd_conv_out_shape(d);
     size_t y_elems = kd_shape_elems(ys);
     if (y_elems == 0) return;
@@ -324,6 +334,7 @@ void kd_cpu_conv_bwd_data(const kd_backend *b, const kd_conv_desc *d, const floa
                           const float *w, float *dx, int accumulate)
 {
     check_desc(d);
+    use_threads(b);
     size_t x_elems = kd_shape_elems(d->x);
     if (x_elems == 0 || !dx) return;
     kd_shape ys = kd_conv_out_shape(d);
@@ -344,6 +355,7 @@ void kd_cpu_conv_bwd_weight(const kd_backend *b, const kd_conv_desc *d, const fl
                             const float *dy, float *dw, float *dbias)
 {
     check_desc(d);
+    use_threads(b);
     if (!d->has_bias) dbias = NULL;
     if (!dw && !dbias) return;
     kd_shape ys = kd_conv_out_shape(d);

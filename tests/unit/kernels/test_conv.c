@@ -149,6 +149,35 @@ static void test_conv_cache_reuse(void)
     kt_dfree(x), kt_dfree(w), kt_dfree(bias), kt_dfree(y), kt_dfree(dx), kt_dfree(dw);
 }
 
+/* Same inputs, same thread count: bit-identical results (DESIGN.md §7). */
+static void test_conv_deterministic(void)
+{
+    kd_conv_desc d = desc(2, 16, 13, 11, 16, 3, 3, 2, 2, 1, 1, 1);
+    kd_shape ys = kd_conv_out_shape(&d);
+    size_t xn = kd_shape_elems(d.x), yn = kd_shape_elems(ys), wn = 16 * 16 * 9;
+    kt_seed(99);
+    kt_arr x = kt_rand(xn, -1, 1), w = kt_rand(wn, -1, 1), g = kt_rand(yn, -1, 1);
+    float *xd = kt_dev(x.f, xn), *wd = kt_dev(w.f, wn), *gd = kt_dev(g.f, yn), *bd = kt_dev_fill(16, 0.1f);
+    float *out[2][4];
+    for (int r = 0; r < 2; r++) {
+        float *y = kt_dev_fill(yn, 0), *dx = kt_dev_fill(xn, 0), *dw = kt_dev_fill(wn, 0),
+              *db = kt_dev_fill(16, 0);
+        kt_b->conv_fwd(kt_b, &d, xd, wd, bd, y);
+        kt_b->conv_bwd_data(kt_b, &d, gd, wd, dx, 0);
+        kt_b->conv_bwd_weight(kt_b, &d, xd, gd, dw, db);
+        out[r][0] = kt_host(y, yn), out[r][1] = kt_host(dx, xn), out[r][2] = kt_host(dw, wn),
+        out[r][3] = kt_host(db, 16);
+        kt_dfree(y), kt_dfree(dx), kt_dfree(dw), kt_dfree(db);
+    }
+    size_t len[4] = {yn, xn, wn, 16};
+    for (int k = 0; k < 4; k++) {
+        KD_EXPECT(memcmp(out[0][k], out[1][k], len[k] * sizeof(float)) == 0);
+        free(out[0][k]), free(out[1][k]);
+    }
+    kt_dfree(xd), kt_dfree(wd), kt_dfree(gd), kt_dfree(bd);
+    kt_arr_free(&x), kt_arr_free(&w), kt_arr_free(&g);
+}
+
 int main(void)
 {
     kt_open();
@@ -161,6 +190,7 @@ int main(void)
     KD_TEST_RUN(test_conv_wide_channels);
     KD_TEST_RUN(test_conv_zero_size);
     KD_TEST_RUN(test_conv_cache_reuse);
+    KD_TEST_RUN(test_conv_deterministic);
     kt_b->close(kt_b);
     return kd_test_summary();
 }

@@ -124,6 +124,27 @@ static void test_open_errors(void)
     KD_EXPECT(kt_b->threads >= 1);
 }
 
+/* threads = 0 takes OMP_NUM_THREADS (its first entry), else every core. */
+static void test_threads_from_env(void)
+{
+    const kd_backend *b = NULL;
+    kd_err err;
+    setenv("OMP_NUM_THREADS", "3", 1);
+    KD_EXPECT(kd_backend_open("cpu", 0, &b, &err) == KD_OK && b && b->threads == 3);
+    if (b) b->close(b);
+    setenv("OMP_NUM_THREADS", "4,2", 1);
+    KD_EXPECT(kd_backend_open("cpu", 0, &b, &err) == KD_OK && b && b->threads == 4);
+    if (b) b->close(b);
+    setenv("OMP_NUM_THREADS", "many", 1);
+    KD_EXPECT(kd_backend_open("cpu", 0, &b, &err) == KD_OK && b && b->threads >= 1);
+    if (b) b->close(b);
+    KD_EXPECT(kd_backend_open("cpu", 5, &b, &err) == KD_OK && b && b->threads == 5);
+    if (b) b->close(b);
+    unsetenv("OMP_NUM_THREADS");
+    KD_EXPECT(kd_backend_open("cpu", 0, &b, &err) == KD_OK && b && b->threads >= 1);
+    if (b) b->close(b);
+}
+
 int main(void)
 {
     kt_open();
@@ -134,6 +155,7 @@ int main(void)
     KD_TEST_RUN(test_gemm_empty);
     KD_TEST_RUN(test_blas1);
     KD_TEST_RUN(test_open_errors);
+    KD_TEST_RUN(test_threads_from_env);
     kt_b->close(kt_b);
     return kd_test_summary();
 }
