@@ -177,10 +177,15 @@ const char *kd_jsonl_end(kd_jsonl *j)
     return j->buf;
 }
 
+void kd_log_json_line(const char *line)
+{
+    pthread_mutex_lock(&g_log_mu);
+    if (g_jsonl_file) fprintf(g_jsonl_file, "%s\n", line);
+    pthread_mutex_unlock(&g_log_mu);
+}
+
 void kd_log_jsonl(kd_jsonl *j)
 {
     const char *line = kd_jsonl_end(j);
-    pthread_mutex_lock(&g_log_mu);
-    if (g_jsonl_file && !j->overflow) fprintf(g_jsonl_file, "%s\n", line);
-    pthread_mutex_unlock(&g_log_mu);
+    if (!j->overflow) kd_log_json_line(line);
 }

@@ -42,6 +42,7 @@ void kd_jsonl_num(kd_jsonl *j, const char *key, double value);   /* NaN/inf -> n
 void kd_jsonl_int(kd_jsonl *j, const char *key, long long value);
 const char *kd_jsonl_end(kd_jsonl *j);             /* closes the object; returns the text */
 void kd_log_jsonl(kd_jsonl *j);                    /* end + write one line to the sink */
+void kd_log_json_line(const char *line);           /* write an already formatted object */
 /* Append s to out as a JSON string literal (with quotes); returns bytes written or -1. */
 int kd_json_escape(char *out, size_t cap, const char *s);
 

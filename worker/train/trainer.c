@@ -1,0 +1,350 @@
+/* trainer.c — the step loop of one rank (see trainer.h).
+ *
+ * One iteration, identically on every rank:
+ *   boundary  rank 0 takes the coordinator's decisions, every rank's signal flags are
+ *             combined (all-reduce MAX), the result is broadcast: checkpoint, pause, stop
+ *   batch     the loader's next batch of this rank's shard (data_time = the wait)
+ *   forward   student forward, loss phase 1 (assignment, local statistics)
+ *   reduce    the normalisers' statistics summed over ranks (P, W of crosskd.md §5.4)
+ *   backward  loss phase 2 (values and output gradients), model backward
+ *   sync      gradients averaged over ranks (bucketed all-reduce)
+ *   update    SGD with the scheduled learning rate
+ *   report    meter, log line every N iterations (text, JSON lines, TensorBoard), status
+ * A rank whose batch is empty (every image of it was bad and skipped) still takes part in
+ * every collective with zero statistics and zero gradients, so ranks never diverge.
+ * Epoch ends trigger checkpoints and evaluation as configured; the end of training saves
+ * a final checkpoint and evaluates once more.
+ */
+#include "worker/train/train_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto/log.h"
+#include "worker/signals.h"
+
+/* ---- run directory and logs ----------------------------------------------------------- */
+
+static kd_status open_run_dir(kd_trainer *t, kd_err *err)
+{
+    snprintf(t->work_dir, sizeof t->work_dir, "%s", t->cfg->work_dir);
+    if (t->d->rank != 0) return KD_OK;
+    char path[KD_CFG_STR_BYTES + 64];
+    /* mkdir -p of work_dir */
+    for (char *p = t->work_dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(t->work_dir, 0755);
+            *p = '/';
+        }
+    mkdir(t->work_dir, 0755);
+    snprintf(path, sizeof path, "%s/logs", t->work_dir);
+    mkdir(path, 0755);
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d_%H%M%S", &tm);
+    snprintf(path, sizeof path, "%s/logs/%s.log", t->work_dir, stamp);
+    if (kd_log_open_file(path)) return kd_errf(err, KD_EIO, "%s: cannot create the log file", path);
+    snprintf(path, sizeof path, "%s/logs/scalars.jsonl", t->work_dir);
+    if (kd_log_open_jsonl(path)) return kd_errf(err, KD_EIO, "%s: cannot create", path);
+    snprintf(path, sizeof path, "%s/tf_logs", t->work_dir);
+    mkdir(path, 0755);
+    if (kd_tfevents_open(&t->tb, path, err)) return err->code;
+    snprintf(path, sizeof path, "%s/config.yaml", t->work_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return kd_errf(err, KD_EIO, "%s: cannot write the effective config", path);
+    fputs(t->a->config_text ? t->a->config_text : "", f);
+    fclose(f);
+    return KD_OK;
+}
+
+/* ---- status --------------------------------------------------------------------------- */
+
+static void publish(kd_trainer *t, int state, double step_seconds, const double *loss_vals,
+                    const char *const *loss_names, int n_losses, double lr)
+{
+    kd_rank_status row = {0};
+    snprintf(row.host, sizeof row.host, "%s", t->d->host);
+    snprintf(row.device, sizeof row.device, "%s", t->be->name);
+    row.state = state == KD_JOB_PAUSED ? KD_RANK_WAITING : state == KD_JOB_STOPPED ? KD_RANK_STOPPED : KD_RANK_RUNNING;
+    row.iter = t->iter;
+    row.last_step_seconds = step_seconds;
+    row.memory_bytes = kd_meter_peak_rss_mib() * 1048576.0;
+    kd_rank_status *rows = t->d->rank == 0 ? kd_xmalloc(sizeof *rows * (size_t)t->d->size) : NULL;
+    kd_dist_gather(t->d, &row, sizeof row, rows, 0);
+    if (t->d->rank != 0) return;
+    kd_job_status *st = &t->status;
+    st->state = state;
+    if (t->iters_per_epoch <= 0) {
+        kd_control_board_publish(t->a->board, st);
+        free(rows);
+        return;
+    }
+    st->world_size = t->d->size;
+    st->epoch = t->epoch + 1;
+    st->max_epochs = (t->max_iters + t->iters_per_epoch - 1) / t->iters_per_epoch;
+    st->iter = t->iter;
+    st->total_iters = t->max_iters;
+    st->iter_in_epoch = t->batch_in_epoch;
+    st->iters_per_epoch = t->iters_per_epoch;
+    for (int i = 0; i < n_losses; i++) kd_job_status_set_loss(st, loss_names[i], loss_vals[i]);
+    st->lr = lr;
+    double mean = kd_meter_mean_iter_time(&t->meter);
+    st->step_time_seconds = mean;
+    st->images_per_second = mean > 0 ? t->meter.images_per_iter / mean : 0;
+    st->eta_seconds = mean > 0 ? mean * (double)(t->max_iters - t->iter) : -1;
+    st->n_ranks = t->d->size < KD_STATUS_RANK_MAX ? t->d->size : KD_STATUS_RANK_MAX;
+    st->memory_bytes = 0;
+    for (int r = 0; r < t->d->size; r++) {
+        if (r < KD_STATUS_RANK_MAX) st->ranks[r] = rows[r];
+        if (rows[r].memory_bytes > st->memory_bytes) st->memory_bytes = rows[r].memory_bytes;
+    }
+    st->last_ap = t->last_ap;
+    st->last_eval_step = t->last_eval_iter;
+    free(rows);
+    kd_control_board_publish(t->a->board, st);
+}
+
+/* ---- one step -------------------------------------------------------------------------- */
+
+enum { N_TERMS = 4 };
+static const char *const k_terms[N_TERMS] = {"loss", "loss_cls", "loss_bbox", "loss_dfl"};
+
+static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double out[N_TERMS], kd_err *err)
+{
+    kd_model *m = t->student;
+    kd_params *P = &m->params;
+    kd_gfl_loss_stats local = {0, 0};
+    kd_model_zero_grad(m);
+    if (b->n > 0) {
+        size_t bytes = (size_t)b->n * 3 * b->H * b->W * sizeof(float);
+        t->be->copy_from_host(t->be, t->img_dev, b->img, bytes);
+        if (kd_model_forward(m, t->img_dev, b->n, b->H, b->W, err)) return err->code;
+        for (int i = 0; i < b->n; i++) {
+            const kd_batch_image *mi = &b->meta[i];
+            t->gts[i] = (kd_image_gt){(int)mi->n_gt, b->gt_boxes + 4 * (size_t)mi->gt_begin,
+                                      b->gt_labels + mi->gt_begin, mi->img_h, mi->img_w};
+        }
+        if (kd_gfl_loss_prepare(t->loss, m, t->gts, &local, err)) return err->code;
+    }
+    double sums[2] = {local.num_pos, local.weight_sum};
+    kd_dist_allreduce_sum(t->d, sums, 2);
+    kd_gfl_loss_stats total = {sums[0], sums[1]};
+    double Pn, W;
+    kd_gfl_loss_normalisers(&total, t->d->size, &Pn, &W);
+    kd_gfl_losses L;
+    memset(&L, 0, sizeof L);
+    if (b->n > 0) {
+        kd_gfl_loss_compute(t->loss, m, Pn, W, 1.0, &L);
+        kd_model_backward(m);
+    }
+    kd_grad_sync_ready(&t->sync, 0);
+    kd_grad_sync_finish(&t->sync);
+    kd_sgd_step(P->data, P->grad, P->mom, P->train_elems, &t->sgd, lr);
+    /* Logged values are the mean over ranks, as MMDetection logs them. */
+    out[1] = L.loss_cls, out[2] = L.loss_bbox, out[3] = L.loss_dfl;
+    out[0] = out[1] + out[2] + out[3];
+    kd_dist_allreduce_sum(t->d, out, N_TERMS);
+    for (int i = 0; i < N_TERMS; i++) out[i] /= t->d->size;
+    return KD_OK;
+}
+
+/* ---- boundaries: decisions, checkpoints, evaluation ------------------------------------------ */
+
+static void take_decisions(kd_trainer *t, kd_control *c)
+{
+    memset(c, 0, sizeof *c);
+    if (t->d->rank == 0) kd_control_board_poll(t->a->board, c);
+    int sig = kd_signals_pending();
+    KD_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_BOR, t->d->comm));
+    kd_dist_bcast(t->d, c, sizeof *c, 0);
+    if (sig && !t->stop_requested) {
+        KD_WARN("%s received: saving a checkpoint and stopping at iteration %lld",
+                sig & KD_SIG_STOP ? "SIGTERM/SIGUSR1" : "SIGINT", t->iter);
+        t->stop_requested = sig & KD_SIG_STOP ? 2 : 3;
+    }
+    if ((c->flags & KD_CONTROL_STOP) && !t->stop_requested) t->stop_requested = 1;
+}
+
+static void checkpoint(kd_trainer *t, uint64_t gen)
+{
+    char path[1024] = "";
+    kd_err err = {0};
+    double t0 = MPI_Wtime();
+    kd_status st = kd_train_save_checkpoint(t, path, sizeof path, &err);
+    if (st) KD_ERROR("%s (training goes on)", err.msg);
+    else KD_INFO("checkpoint %s saved in %.2f s", path, MPI_Wtime() - t0);
+    if (t->d->rank == 0) {
+        if (!st) {
+            snprintf(t->status.last_checkpoint_path, sizeof t->status.last_checkpoint_path, "%s", path);
+            t->status.last_checkpoint_wall = (double)time(NULL);
+            t->status.last_checkpoint_step = t->iter;
+        }
+        if (gen) kd_control_board_checkpoint_done(t->a->board, gen, path, t->iter, st == KD_OK, err.msg);
+    }
+}
+
+static void evaluate(kd_trainer *t)
+{
+    if (!t->have_val) return;
+    double stats[12];
+    kd_err err = {0};
+    if (kd_train_evaluate(t, stats, &err)) {
+        KD_ERROR("evaluation failed: %s", err.msg);
+        return;
+    }
+    t->last_ap = stats[0];
+    t->last_eval_iter = t->iter;
+    if (t->d->rank != 0) return;
+    static const char *names[12] = {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m",
+                                    "bbox_mAP_l", "AR_1", "AR_10", "AR_100", "AR_s", "AR_m", "AR_l"};
+    kd_jsonl j;
+    kd_jsonl_begin(&j);
+    kd_jsonl_int(&j, "iter", t->iter);
+    kd_jsonl_int(&j, "epoch", t->epoch);
+    for (int i = 0; i < 12; i++) {
+        char tag[64];
+        kd_jsonl_num(&j, names[i], stats[i]);
+        snprintf(tag, sizeof tag, "val/%s", names[i]);
+        kd_tfevents_scalar(&t->tb, tag, t->iter, (float)stats[i], &err);
+    }
+    kd_log_jsonl(&j);
+    KD_INFO("Epoch(val) [%lld]  bbox_mAP: %.4f  bbox_mAP_50: %.4f  bbox_mAP_75: %.4f  bbox_mAP_s: %.4f  "
+            "bbox_mAP_m: %.4f  bbox_mAP_l: %.4f",
+            t->epoch, stats[0], stats[1], stats[2], stats[3], stats[4], stats[5]);
+}
+
+static void log_window(kd_trainer *t, double lr)
+{
+    kd_meter_line at = {t->epoch + 1, (t->max_iters + t->iters_per_epoch - 1) / t->iters_per_epoch,
+                        t->batch_in_epoch, t->iters_per_epoch, t->iter, t->max_iters, lr};
+    char text[2048], json[4096];
+    kd_meter_flush(&t->meter, &at, text, sizeof text, json, sizeof json);
+    if (t->d->rank != 0) return;
+    KD_INFO("%s", text);
+    kd_log_json_line(json);
+    kd_err err = {0};
+    for (int i = 0; i < t->meter.n_terms; i++) {
+        char tag[64];
+        snprintf(tag, sizeof tag, "train/%s", t->meter.names[i]);
+        kd_tfevents_scalar(&t->tb, tag, t->iter, (float)t->meter.last[i], &err);
+    }
+    kd_tfevents_scalar(&t->tb, "train/lr", t->iter, (float)lr, &err);
+    kd_tfevents_flush(&t->tb);
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static kd_status run_loop(kd_trainer *t, kd_err *err)
+{
+    const kd_config *c = t->cfg;
+    kd_loader_start(t->loader, (kd_sampler_cursor){t->epoch, t->batch_in_epoch});
+    double last = MPI_Wtime();
+    while (t->iter < t->max_iters) {
+        kd_control ctl;
+        take_decisions(t, &ctl);
+        if (ctl.checkpoint_gen || t->stop_requested) checkpoint(t, ctl.checkpoint_gen);
+        if (t->stop_requested) return KD_OK;
+        if (ctl.flags & KD_CONTROL_PAUSE) {
+            publish(t, KD_JOB_PAUSED, 0, NULL, NULL, 0, 0);
+            usleep(50 * 1000);
+            last = MPI_Wtime();
+            continue;
+        }
+        const kd_batch *b = NULL;
+        double wait = 0;
+        kd_status st = kd_loader_next(t->loader, &b, &wait);
+        if (st) return kd_errf(err, st, "the loader ended epoch %lld after %u of %lld batches", t->epoch + 1,
+                               t->batch_in_epoch, t->iters_per_epoch);
+        if (b->n_bad) KD_WARN("batch %u of epoch %lld: %u bad image(s) %s", b->batch_index, t->epoch + 1, b->n_bad,
+                              c->on_bad_image ? "replaced" : "skipped");
+        double lr = kd_lr_at(&t->sched, t->iter, t->epoch), vals[N_TERMS];
+        if (train_step(t, b, lr, vals, err)) return err->code;
+        for (int i = 0; i < N_TERMS; i++)
+            if (!isfinite(vals[i])) return kd_errf(err, KD_EINVAL, "%s is %g at iteration %lld: training diverged", k_terms[i], vals[i], t->iter + 1);
+        t->iter++;
+        t->batch_in_epoch++;
+        double now = MPI_Wtime();
+        kd_meter_add(&t->meter, k_terms, vals, N_TERMS, now - last, wait);
+        last = now;
+        if (t->iter % c->log_interval == 0 || t->iter == t->max_iters) log_window(t, lr);
+        publish(t, KD_JOB_RUNNING, kd_meter_mean_iter_time(&t->meter), vals, k_terms, N_TERMS, lr);
+        if (t->batch_in_epoch == (uint32_t)t->iters_per_epoch) {
+            t->epoch++;
+            t->batch_in_epoch = 0;
+            int last_iter = t->iter == t->max_iters;
+            if (!last_iter && t->epoch % c->checkpoint_interval == 0) checkpoint(t, 0);
+            if (!last_iter && c->val_interval > 0 && t->epoch % c->val_interval == 0) evaluate(t);
+            if (!last_iter) kd_loader_start(t->loader, (kd_sampler_cursor){t->epoch, 0});
+            last = MPI_Wtime();
+        }
+    }
+    checkpoint(t, 0);
+    evaluate(t);
+    return KD_OK;
+}
+
+/* threads: 0 = OMP_NUM_THREADS when set, else the node's cores shared by its ranks (two
+ * ranks on two cores get one thread each instead of fighting over both). */
+static int default_threads(const kd_trainer_args *a)
+{
+    if (a->cfg->threads > 0 || getenv("OMP_NUM_THREADS")) return (int)a->cfg->threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int per_rank = (int)(cores / (a->dist->local_size > 0 ? a->dist->local_size : 1));
+    return per_rank > 0 ? per_rank : 1;
+}
+
+int kd_trainer_run(const kd_trainer_args *a)
+{
+    kd_trainer *t = kd_xcalloc(1, sizeof *t);
+    t->a = a;
+    t->cfg = a->cfg;
+    t->d = a->dist;
+    t->last_ap = NAN;
+    t->last_eval_iter = -1;
+    kd_job_status_init(&t->status);
+    snprintf(t->status.config_path, sizeof t->status.config_path, "%s", a->config_path);
+    snprintf(t->status.job_name, sizeof t->status.job_name, "%s", a->cfg->work_dir);
+    t->status.start_wall = (double)time(NULL);
+    kd_err err = {0};
+    int rc = 1;
+    kd_signals_install();
+    const char *device = a->cfg->device == KD_DEVICE_CUDA ? "cuda" : "cpu";
+    kd_status st = open_run_dir(t, &err);
+    if (!st) st = kd_backend_open(device, default_threads(a), &t->be, &err);
+    if (!st) KD_INFO("rank %d of %d on %s, device %s with %d threads; config %s", t->d->rank, t->d->size,
+                     t->d->host, t->be->name, t->be->threads, a->config_path);
+    if (!st) st = kd_train_setup_data(t, &err);
+    if (!st) st = kd_train_setup_model(t, &err);
+    if (!st) {
+        size_t img_bytes = (size_t)t->student->opts.max_n * 3 * t->pad_h * t->pad_w * sizeof(float);
+        t->img_dev = t->be->alloc(t->be, img_bytes);
+        st = kd_train_resume(t, &err);
+    }
+    if (!st) {
+        kd_meter_init(&t->meter, (double)(t->d->size * a->cfg->train_batch_size));
+        publish(t, KD_JOB_RUNNING, 0, NULL, NULL, 0, 0);
+        double t0 = MPI_Wtime();
+        st = run_loop(t, &err);
+        if (!st)
+            KD_INFO("%s after %lld iterations in %.1f s; last bbox_mAP %.4f",
+                    t->stop_requested ? "stopped" : "training finished", t->iter, MPI_Wtime() - t0, t->last_ap);
+    }
+    if (st) KD_ERROR("%s", err.msg);
+    else rc = t->stop_requested == 2 ? KD_EXIT_REQUEUE : t->stop_requested == 3 ? 130 : 0;
+    if (t->be) {
+        publish(t, KD_JOB_STOPPED, 0, NULL, NULL, 0, 0);
+        if (t->img_dev) t->be->free(t->be, t->img_dev);
+        kd_train_teardown(t);
+        t->be->close(t->be);
+    }
+    kd_tfevents_close(&t->tb);
+    free(t);
+    return rc;
+}
