@@ -175,19 +175,27 @@ static void test_activations(void)
     kt_dfree(x), kt_dfree(y);
     n = 57;
     x = get_dev("sigmoid.x", n), y = kt_dev_fill(n, 0);
-    if (x) {
+    float *dy = get_dev("sigmoid.dy", n), *dx = kt_dev_fill(n, 0);
+    if (x && dy) {
         kt_b->sigmoid_fwd(kt_b, n, x, y);
         expect_fixture("sigmoid.y", y, n, 1e-7, 1e-6);
+        kt_b->sigmoid_bwd(kt_b, n, y, dy, dx, 0);
+        expect_fixture("sigmoid.dx", dx, n, 1e-7, 1e-5);
     }
-    kt_dfree(x), kt_dfree(y);
+    kt_dfree(x), kt_dfree(y), kt_dfree(dy), kt_dfree(dx);
     n = 2 * 5 * 3 * 4;
     float *s = get_dev("scale.s", 1);
     x = get_dev("scale.x", n), y = kt_dev_fill(n, 0);
-    if (x && s) {
+    dy = get_dev("scale.dy", n), dx = kt_dev_fill(n, 0);
+    float *ds = kt_dev_fill(1, 0);
+    if (x && s && dy) {
         kt_b->scale_fwd(kt_b, n, s, x, y);
         expect_fixture("scale.y", y, n, 1e-7, 1e-6);
+        kt_b->scale_bwd(kt_b, n, s, x, dy, dx, 0, ds);
+        expect_fixture("scale.dx", dx, n, 1e-7, 1e-5);
+        expect_fixture("scale.ds", ds, 1, 1e-5, 1e-5);
     }
-    kt_dfree(x), kt_dfree(y), kt_dfree(s);
+    kt_dfree(x), kt_dfree(y), kt_dfree(s), kt_dfree(dy), kt_dfree(dx), kt_dfree(ds);
     n = 6 * 17;
     x = get_dev("softmax.x", n), y = kt_dev_fill(n, 0);
     float *ly = kt_dev_fill(n, 0);
@@ -199,6 +207,14 @@ static void test_activations(void)
         for (size_t i = 0; want && i < n; i++) /* -inf where PyTorch has -inf */
             KD_EXPECT(isinf(want[i]) ? got[i] == want[i] : fabs(got[i] - want[i]) <= 1e-5 + 1e-5 * fabs(want[i]));
         free(got), free(want);
+        float *g = get_dev("softmax.dy", n), *lg = get_dev("softmax.logdy", n), *d = kt_dev_fill(n, 0);
+        if (g && lg) {
+            kt_b->softmax_bwd(kt_b, 6, 17, y, g, d, 0);
+            expect_fixture("softmax.dx", d, n, 1e-6, 1e-4);
+            kt_b->log_softmax_bwd(kt_b, 6, 17, ly, lg, d, 0);
+            expect_fixture("softmax.logdx", d, n, 1e-6, 1e-4);
+        }
+        kt_dfree(g), kt_dfree(lg), kt_dfree(d);
     }
     kt_dfree(x), kt_dfree(y), kt_dfree(ly);
 }
@@ -225,6 +241,12 @@ static void test_max_pool(void)
     }
     KD_EXPECT_MSG(bad == 0, "%zu max-pool indices differ from PyTorch's", bad);
     free(got);
+    float *dy = get_dev("maxpool.dy", yn), *dx = kt_dev_fill(n, 0);
+    if (dy) {
+        kt_b->max_pool_bwd(kt_b, s, 3, 2, 1, am, dy, dx, 0);
+        expect_fixture("maxpool.dx", dx, n, 1e-7, 1e-6);
+    }
+    kt_dfree(dy), kt_dfree(dx);
     kt_dfree(x), kt_dfree(y), kt_dfree(am);
 }
 
@@ -241,7 +263,14 @@ static void upadd_case(const char *c)
     kt_b->upsample_nearest_add_fwd(kt_b, ts, top, ls.h, ls.w, y);
     snprintf(n, sizeof n, "%s.y", c);
     expect_fixture(n, y, kd_shape_elems(ls), 0, 0);
-    kt_dfree(top), kt_dfree(y);
+    snprintf(n, sizeof n, "%s.dy", c);
+    float *dy = get_dev(n, kd_shape_elems(ls)), *dt = kt_dev_fill(kd_shape_elems(ts), 0);
+    if (dy) {
+        kt_b->upsample_nearest_add_bwd(kt_b, ts, ls.h, ls.w, dy, dt, 0);
+        snprintf(n, sizeof n, "%s.dtop", c);
+        expect_fixture(n, dt, kd_shape_elems(ts), 1e-6, 1e-5);
+    }
+    kt_dfree(top), kt_dfree(y), kt_dfree(dy), kt_dfree(dt);
 }
 
 static void test_upsample_add(void)
