@@ -13,7 +13,7 @@
  *   - outcome bits (eval_internal.h): a match counts as a match only when the GT id is
  *     nonzero (pycocotools stores ids and tests them against 0); an unmatched detection
  *     whose w*h is outside the range is ignored.
- * The IoU matrix and the flags live in fixed scratch arrays sized for the largest pair.
+ * The IoU matrix and the flags live in scratch arrays grown to the largest pair seen.
  * Compile with -ffp-contract=off: a fused multiply-add would change the last bit of IoUs.
  */
 #include "worker/eval/eval_internal.h"
