@@ -17,9 +17,10 @@
 #                signal: the worker asked for it) -> `scontrol requeue` of this job (array:
 #                of this array task only); Slurm starts the script again later (same job
 #                id, SLURM_RESTART_COUNT + 1) and step 2 resumes. After SIGTERM the job is
-#                requeued only if it is at its time limit: a SIGTERM with time left is
-#                `scancel` (the user's wish) or a preemption (Slurm requeues a preempted
-#                --requeue job itself). Any other status ends the job with that status.
+#                requeued only if Slurm says it reached its time limit (state TIMEOUT):
+#                otherwise SIGTERM means `scancel` (the user's wish) or a preemption (Slurm
+#                requeues a preempted --requeue job itself). Any other status ends the job
+#                with that status.
 #
 # Environment (all optional):
 #   CROSSKD_WORKER      worker program (default: <checkout>/build/tools/crosskd-worker, else
@@ -29,9 +30,13 @@
 #   CROSSKD_LAUNCH_ARGS extra words for the launcher (e.g. "--cpu-bind=cores")
 #   CROSSKD_WORK_ROOT, CROSSKD_WORK_DIR   see 1.
 #   CROSSKD_MAX_REQUEUES requeue at most this many times (default 20), then stop with 85
-#   CROSSKD_STATUS_PORT  also serve the status protocol on TCP (all interfaces) on this
-#                       port, with a token in <work dir>/status.token (made once, mode 0600)
+#   CROSSKD_STATUS_PORT  also serve the status protocol on TCP on this port, with a token
+#                       in <work dir>/status.token (made once, mode 0600)
+#   CROSSKD_STATUS_HOST  the address it listens on (default 127.0.0.1: reach it through an
+#                       ssh tunnel; 0.0.0.0 exposes it to the cluster network, where the
+#                       token travels in clear)
 #   OMP_NUM_THREADS     default: --cpus-per-task
+#   KD_JOB_NOTE         a line printed at each start (the array script names its row)
 # The worker picks its GPU from its node-local rank among the GPUs the job step sees, so
 # allocate GPUs per node (--gpus-per-node / --gres=gpu:N) and do not hide them per task
 # (no --gpus-per-task, no --gpu-bind).
@@ -40,6 +45,11 @@ KD_EXIT_REQUEUE=85
 
 kd_say() { echo "crosskd-job[$(date +%H:%M:%S)]: $*"; }
 kd_die() { echo "crosskd-job: error: $*" >&2; exit 1; }
+
+# kd_field "<scontrol show job -o line>" NAME -> the value of NAME=
+kd_field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
+# kd_seconds [d-][hh:]mm:ss -> seconds (nothing for UNLIMITED, N/A, ...)
+kd_seconds() { printf '%s\n' "$1" | awk -F'[-:]' '/^[0-9]+([-:][0-9]+)*$/ { s = 0; w = 1; for (i = NF; i >= 1; i--) { s += $i * w; w *= (NF - i == 2) ? 24 : 60 }; print s }'; }
 
 # The checkout this file belongs to (deploy/slurm/ -> ../..).
 kd_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -79,8 +89,10 @@ kd_job_run() {
   work=$(cd "$work" && pwd)
   local log=$work/logs/slurm-$jobref.log restarts=${SLURM_RESTART_COUNT:-0}
   kd_say "job $jobref '$name' (start $((restarts + 1))) on $(hostname): work dir $work, log $log"
+  [ -n "${KD_JOB_NOTE:-}" ] && kd_say "$KD_JOB_NOTE"
   exec >>"$log" 2>&1
   kd_say "---- job $jobref, start $((restarts + 1)) (SLURM_RESTART_COUNT=$restarts), $SLURM_NTASKS tasks on ${SLURM_JOB_NUM_NODES:-1} node(s): ${SLURM_JOB_NODELIST:-?}"
+  [ -n "${KD_JOB_NOTE:-}" ] && kd_say "$KD_JOB_NOTE"
 
   # Two running jobs must not share a work dir (same job name twice).
   if [ -f "$work/slurm_job" ]; then
@@ -113,7 +125,7 @@ kd_job_run() {
     if [ ! -s "$work/status.token" ]; then
       (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$work/status.token")
     fi
-    args+=(--set status.tcp.host=0.0.0.0 --set "status.tcp.port=$CROSSKD_STATUS_PORT"
+    args+=(--set "status.tcp.host=${CROSSKD_STATUS_HOST:-127.0.0.1}" --set "status.tcp.port=$CROSSKD_STATUS_PORT"
            --set "status.tcp.token_file=$work/status.token")
   fi
   args+=("$@")
@@ -129,9 +141,10 @@ kd_job_run() {
            ${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK} "${extra[@]}" "$worker" "${args[@]}") ;;
     mpirun)
       # Open MPI reads the allocation (hosts, slots) from Slurm and starts its daemons with
-      # srun. Ranks that mpirun must kill get SIGTERM and, after odls_base_sigkill_timeout
-      # (1 s by default), SIGKILL: leave them time to finish a checkpoint.
-      export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-30}
+      # srun; it forwards SIGUSR1 to every rank. When one rank exits non-zero (85 too) it
+      # aborts the others: SIGTERM, then SIGKILL after odls_base_sigkill_timeout (1 s). The
+      # worker's ranks agree on the checkpoint before any of them exits, so that is fine;
+      # raising the timeout delays every such exit by about twice its value (measured).
       cmd=(mpirun -np "$SLURM_NTASKS" --bind-to none "${extra[@]}" "$worker" "${args[@]}") ;;
     *) kd_die "CROSSKD_LAUNCHER='$launcher': use srun or mpirun" ;;
   esac
@@ -139,7 +152,11 @@ kd_job_run() {
   kd_say "watch: crosskdctl --socket $sock status   (on $(hostname), where rank 0 runs)"
   kd_say "  from the login node: srun --jobid=$SLURM_JOB_ID --overlap -N1 -n1 -w $(hostname) crosskdctl --socket $sock status"
   if [ -n "${CROSSKD_STATUS_PORT:-}" ]; then
-    kd_say "  or over TCP: crosskdctl --host $(hostname) --port $CROSSKD_STATUS_PORT --token-file $work/status.token status"
+    if [ "${CROSSKD_STATUS_HOST:-127.0.0.1}" = 127.0.0.1 ]; then
+      kd_say "  or over TCP: ssh -N -L $CROSSKD_STATUS_PORT:127.0.0.1:$CROSSKD_STATUS_PORT $(hostname) &  crosskdctl --host 127.0.0.1 --port $CROSSKD_STATUS_PORT --token-file $work/status.token status"
+    else
+      kd_say "  or over TCP: crosskdctl --host $(hostname) --port $CROSSKD_STATUS_PORT --token-file $work/status.token status"
+    fi
   fi
   kd_say "launch: ${cmd[*]}"
 
@@ -148,12 +165,20 @@ kd_job_run() {
   kd_forward() {
     kd_interrupted=1
     if [ "$1" = TERM ] && [ -z "$kd_term" ]; then
-      # Seconds left before the time limit, when Slurm tells (squeue %L: [d-][h:]m:s).
-      local left
-      left=$(squeue -h -j "$jobref" -o %L 2>/dev/null | head -n1 |
-             awk -F'[-:]' '/^[0-9:-]+$/ { s = 0; w = 1; for (i = NF; i >= 1; i--) { s += $i * w; w *= (NF - i == 2) ? 24 : 60 }; print s }')
-      if [ -n "$left" ] && [ "$left" -le 90 ]; then kd_term=timelimit; else kd_term=cancel; fi
-      kd_say "SIGTERM with ${left:-unknown} s left before the time limit: treated as $( [ "$kd_term" = timelimit ] && echo 'the time limit (will requeue)' || echo 'scancel or preemption (will not requeue)')"
+      # At the time limit Slurm records Reason=TimeLimit (state TIMEOUT, shown as COMPLETING
+      # while the job is being killed) and RunTime has reached TimeLimit; scancel leaves
+      # Reason=None with time to spare.
+      local info reason run lim
+      info=$(scontrol show job -o "$jobref" 2>/dev/null | head -n1)
+      reason=$(kd_field "$info" Reason) run=$(kd_seconds "$(kd_field "$info" RunTime)") lim=$(kd_seconds "$(kd_field "$info" TimeLimit)")
+      if [ "$(kd_field "$info" JobState)" = TIMEOUT ] || [ "$reason" = TimeLimit ] ||
+         { [ -n "$run" ] && [ -n "$lim" ] && [ "$run" -ge "$lim" ]; }; then
+        kd_term=timelimit
+        kd_say "SIGTERM at the time limit (Reason=$reason, RunTime ${run:-?} s of ${lim:-?} s): will requeue after the checkpoint"
+      else
+        kd_term=cancel
+        kd_say "SIGTERM before the time limit (Reason=${reason:-?}, RunTime ${run:-?} s of ${lim:-?} s): scancel or preemption, will not requeue"
+      fi
     fi
     kd_say "SIG$1 received: asking every rank to checkpoint and exit $KD_EXIT_REQUEUE"
     [ -n "$kd_child" ] && kill -USR1 "$kd_child" 2>/dev/null

@@ -19,7 +19,7 @@ if [ -f "$state/etc/slurm.conf" ] && [ -f "$state/pids" ]; then
   fi
   # Steps still running have a socket in the spool folder: let slurmd see them end.
   for _ in $(seq 1 50); do
-    compgen -G "$state/spool/*_*.*" >/dev/null || break
+    compgen -G "$state/spool/*_[0-9]*.[0-9]*" >/dev/null || break
     sleep 0.1
   done
 fi
