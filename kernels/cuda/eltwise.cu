@@ -9,13 +9,15 @@
  * Scatter-shaped backwards (max-pool, upsample) are written as gathers: one thread per
  * input element adds its contributions in the CPU's scan order (outputs in increasing
  * index), so there are no atomics, results are deterministic and match the CPU's sums
- * bit for bit.
+ * bit for bit. Their per-element bodies are kernels/cuda/pool_math.h, shared with the C
+ * compiler so the CPU tests run them too.
  */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 
 #include "kernels/cuda/cu_kernels.h"
+#include "kernels/cuda/pool_math.h"
 #include "kernels/kd_math.h"
 
 #define GRID_STRIDE(i, n)                                                               \
@@ -239,8 +241,7 @@ extern "C" cudaError_t kd_cu_softmax_bwd(cudaStream_t s, size_t rows, int cols, 
 
 /* ---- max-pool ------------------------------------------------------------------------ */
 
-/* One thread per output: the CPU's scan (rows, then columns, of the clipped window);
- * strictly greater wins, so ties keep the first; a NaN wins and ends the scan. */
+/* One thread per output (pool_math.h). */
 __global__ static void k_max_pool_fwd(size_t total, int h, int w, int oh, int ow, int k,
                                       int stride, int pad, const float *x, float *y,
                                       int32_t *argmax)
@@ -249,35 +250,16 @@ __global__ static void k_max_pool_fwd(size_t total, int h, int w, int oh, int ow
     GRID_STRIDE(i, total)
     {
         const size_t p = i / out_plane, r = i % out_plane;
-        const int oy = (int)(r / (size_t)ow), ox = (int)(r % (size_t)ow);
-        const float *xp = x + p * in_plane;
-        int h0 = oy * stride - pad, h1 = h0 + k, w0 = ox * stride - pad, w1 = w0 + k;
-        if (h0 < 0) h0 = 0;
-        if (h1 > h) h1 = h;
-        if (w0 < 0) w0 = 0;
-        if (w1 > w) w1 = w;
-        float best = -INFINITY;
-        int32_t bi = h0 * w + w0;
-        int found_nan = 0;
-        for (int yy = h0; yy < h1 && !found_nan; yy++)
-            for (int xx = w0; xx < w1; xx++) {
-                float v = xp[(size_t)yy * w + xx];
-                if (v > best || v != v) {
-                    best = v;
-                    bi = yy * w + xx;
-                    if (v != v) {
-                        found_nan = 1;
-                        break;
-                    }
-                }
-            }
+        float best;
+        int32_t bi;
+        kd_max_pool_one(x + p * in_plane, h, w, (int)(r / (size_t)ow), (int)(r % (size_t)ow), k,
+                        stride, pad, &best, &bi);
         y[i] = best;
         if (argmax) argmax[i] = bi;
     }
 }
 
-/* One thread per input element: the outputs whose window can contain it, in increasing
- * output index (the CPU's scatter order), adding dy where argmax names this element. */
+/* One thread per input element, gathering in the CPU's scatter order (pool_math.h). */
 __global__ static void k_max_pool_bwd(size_t total, int h, int w, int oh, int ow, int k,
                                       int stride, int pad, const int32_t *argmax,
                                       const float *dy, float *dx, int acc)
@@ -286,25 +268,8 @@ __global__ static void k_max_pool_bwd(size_t total, int h, int w, int oh, int ow
     GRID_STRIDE(i, total)
     {
         const size_t p = i / in_plane;
-        const int idx = (int)(i % in_plane);
-        const int yy = idx / w, xx = idx % w;
-        /* oy*stride - pad <= yy < oy*stride - pad + k */
-        int oy0 = yy + pad - k + 1, oy1 = yy + pad, ox0 = xx + pad - k + 1, ox1 = xx + pad;
-        oy0 = oy0 <= 0 ? 0 : (oy0 + stride - 1) / stride;
-        ox0 = ox0 <= 0 ? 0 : (ox0 + stride - 1) / stride;
-        oy1 = oy1 / stride;
-        ox1 = ox1 / stride;
-        if (oy1 > oh - 1) oy1 = oh - 1;
-        if (ox1 > ow - 1) ox1 = ow - 1;
-        const int32_t *ap = argmax + p * out_plane;
-        const float *gp = dy + p * out_plane;
-        float v = acc ? dx[i] : 0.0f;
-        for (int oy = oy0; oy <= oy1; oy++)
-            for (int ox = ox0; ox <= ox1; ox++) {
-                size_t o = (size_t)oy * ow + ox;
-                if (ap[o] == idx) v += gp[o];
-            }
-        dx[i] = v;
+        dx[i] = kd_max_pool_bwd_one(argmax + p * out_plane, dy + p * out_plane, w, oh, ow, k,
+                                    stride, pad, (int)(i % in_plane), acc ? dx[i] : 0.0f);
     }
 }
 
@@ -341,26 +306,7 @@ __global__ static void k_upsample_add_fwd(size_t total, int th, int tw, int oh, 
     }
 }
 
-/* First output index whose source is t (kd_nearest_src is non-decreasing in its index);
- * *end gets one past the last. Empty range when no output reads t. */
-__device__ static int src_range(int t, int in, int out, int *end)
-{
-    if (out <= 0 || in <= 0) {
-        *end = 0;
-        return 0;
-    }
-    int i = (int)((long long)t * out / in);
-    if (i > out - 1) i = out - 1;
-    while (i > 0 && kd_nearest_src(i - 1, in, out) >= t) i--;
-    while (i < out && kd_nearest_src(i, in, out) < t) i++;
-    int e = i;
-    while (e < out && kd_nearest_src(e, in, out) == t) e++;
-    *end = e;
-    return i;
-}
-
-/* One thread per top element: sums dy over its preimage, rows then columns in increasing
- * order (the CPU's order). */
+/* One thread per top element, gathering its preimage in the CPU's order (pool_math.h). */
 __global__ static void k_upsample_add_bwd(size_t total, int th, int tw, int oh, int ow,
                                           const float *dy, float *dtop, int acc)
 {
@@ -368,14 +314,8 @@ __global__ static void k_upsample_add_bwd(size_t total, int th, int tw, int oh, 
     GRID_STRIDE(i, total)
     {
         const size_t p = i / in_plane, r = i % in_plane;
-        const int ty = (int)(r / (size_t)tw), tx = (int)(r % (size_t)tw);
-        int y1, x1;
-        const int y0 = src_range(ty, th, oh, &y1), x0 = src_range(tx, tw, ow, &x1);
-        const float *gp = dy + p * out_plane;
-        float v = acc ? dtop[i] : 0.0f;
-        for (int oy = y0; oy < y1; oy++)
-            for (int ox = x0; ox < x1; ox++) v += gp[(size_t)oy * ow + ox];
-        dtop[i] = v;
+        dtop[i] = kd_upsample_bwd_one(dy + p * out_plane, th, tw, oh, ow, (int)(r / (size_t)tw),
+                                      (int)(r % (size_t)tw), acc ? dtop[i] : 0.0f);
     }
 }
 

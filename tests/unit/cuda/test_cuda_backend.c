@@ -9,6 +9,9 @@
  * "no CUDA device", prints "skipped: no CUDA device (...)" and exits 77 (meson: SKIP).
  * CROSSKD_CUDA_TEST_AGAINST_CPU=1 puts the CPU backend on both sides instead: a check of
  * this program itself on machines without a GPU (the CUDA-only cases are then skipped).
+ * In both modes test_gather_logic runs the GPU's max-pool and upsample index logic
+ * (kernels/cuda/pool_math.h, compiled here by the C compiler) thread by thread on the host
+ * and requires the CPU backend's results bit for bit.
  *
  * Tolerances: |gpu - cpu| <= atol + rtol*|cpu| with the CPU tests' numbers (both backends
  * are held to them against exact values, so their difference fits with the same margin):
@@ -28,6 +31,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/kd_cuda.h"
 #include "kernels/cuda/nccl_comm.h"
+#include "kernels/cuda/pool_math.h"
 
 static const kd_backend *CPU, *GPU;
 static int against_cpu; /* both sides are the CPU backend */
@@ -568,6 +572,76 @@ static void test_upsample_add(void)
     check_upadd((kd_shape){2, 64, 50, 42}, 100, 84, 28);
 }
 
+/* The CUDA kernels' per-thread bodies, run on the host for every thread of the grid. */
+static void emulate_pool(kd_shape s, int k, int stride, int pad, uint64_t sd)
+{
+    seed(sd);
+    kd_shape ys = kd_pool_out_shape(s, k, stride, pad);
+    size_t n = kd_shape_elems(s), yn = kd_shape_elems(ys), planes = (size_t)s.n * s.c;
+    size_t in_plane = (size_t)s.h * s.w, out_plane = (size_t)ys.h * ys.w;
+    float *x = calloc(n + 1, sizeof *x), *g = calloc(yn + 1, sizeof *g);
+    float *y_ref = calloc(yn + 1, sizeof *y_ref), *y_emu = calloc(yn + 1, sizeof *y_emu);
+    float *dx_ref = calloc(n + 1, sizeof *dx_ref), *dx_emu = calloc(n + 1, sizeof *dx_emu);
+    int32_t *a_ref = calloc(yn + 1, sizeof *a_ref), *a_emu = calloc(yn + 1, sizeof *a_emu);
+    for (size_t i = 0; i < n; i++) x[i] = (i % 89 == 3) ? NAN : (float)floor(8 * urand()) / 4;
+    for (size_t i = 0; i < yn; i++) g[i] = (float)(urand() - 0.5);
+    for (size_t i = 0; i < n; i++) dx_ref[i] = dx_emu[i] = (float)urand();
+    CPU->max_pool_fwd(CPU, s, k, stride, pad, x, y_ref, a_ref); /* CPU memory is host memory */
+    CPU->max_pool_bwd(CPU, s, k, stride, pad, a_ref, g, dx_ref, 1);
+    for (size_t i = 0; i < yn; i++) {
+        size_t p = i / out_plane, r = i % out_plane;
+        kd_max_pool_one(x + p * in_plane, s.h, s.w, (int)(r / (size_t)ys.w), (int)(r % (size_t)ys.w),
+                        k, stride, pad, &y_emu[i], &a_emu[i]);
+    }
+    for (size_t i = 0; i < planes * in_plane; i++) {
+        size_t p = i / in_plane;
+        dx_emu[i] = kd_max_pool_bwd_one(a_emu + p * out_plane, g + p * out_plane, s.w, ys.h, ys.w,
+                                        k, stride, pad, (int)(i % in_plane), dx_emu[i]);
+    }
+    KD_EXPECT_MSG(memcmp(y_ref, y_emu, yn * sizeof *y_ref) == 0 &&
+                      memcmp(a_ref, a_emu, yn * sizeof *a_ref) == 0,
+                  "max-pool forward %dx%dx%dx%d k%d s%d p%d", s.n, s.c, s.h, s.w, k, stride, pad);
+    KD_EXPECT_MSG(memcmp(dx_ref, dx_emu, n * sizeof *dx_ref) == 0,
+                  "max-pool backward %dx%dx%dx%d k%d s%d p%d", s.n, s.c, s.h, s.w, k, stride, pad);
+    free(x), free(g), free(y_ref), free(y_emu), free(dx_ref), free(dx_emu), free(a_ref), free(a_emu);
+}
+
+static void emulate_upsample(kd_shape ts, int oh, int ow, uint64_t sd)
+{
+    seed(sd);
+    size_t tn = kd_shape_elems(ts), yn = (size_t)ts.n * ts.c * oh * ow;
+    size_t in_plane = (size_t)ts.h * ts.w, out_plane = (size_t)oh * ow;
+    float *g = calloc(yn + 1, sizeof *g), *ref = calloc(tn + 1, sizeof *ref),
+          *emu = calloc(tn + 1, sizeof *emu);
+    for (size_t i = 0; i < yn; i++) g[i] = (float)(urand() - 0.5);
+    for (size_t i = 0; i < tn; i++) ref[i] = emu[i] = (float)urand();
+    CPU->upsample_nearest_add_bwd(CPU, ts, oh, ow, g, ref, 1);
+    for (size_t i = 0; i < tn; i++) {
+        size_t p = i / in_plane, r = i % in_plane;
+        emu[i] = kd_upsample_bwd_one(g + p * out_plane, ts.h, ts.w, oh, ow, (int)(r / (size_t)ts.w),
+                                     (int)(r % (size_t)ts.w), emu[i]);
+    }
+    KD_EXPECT_MSG(memcmp(ref, emu, tn * sizeof *ref) == 0, "upsample backward %dx%d -> %dx%d",
+                  ts.h, ts.w, oh, ow);
+    free(g), free(ref), free(emu);
+}
+
+static void test_gather_logic(void)
+{
+    uint64_t sd = 100;
+    for (int k = 1; k <= 4; k++)
+        for (int stride = 1; stride <= 3; stride++)
+            for (int pad = 0; 2 * pad <= k; pad++)
+                for (int h = 1; h <= 9; h += 2)
+                    emulate_pool((kd_shape){2, 3, h, h + 3}, k, stride, pad, sd++);
+    emulate_pool((kd_shape){1, 4, 100, 84}, 3, 2, 1, sd++);
+    for (int in = 1; in <= 13; in++)
+        for (int out = 0; out <= 40; out += 3) emulate_upsample((kd_shape){2, 2, in, 14 - in}, out,
+                                                                out + 1, sd++);
+    emulate_upsample((kd_shape){1, 3, 13, 21}, 25, 42, sd++);
+    emulate_upsample((kd_shape){1, 3, 50, 42}, 100, 84, sd++);
+}
+
 /* ---- CUDA-only: uploads and NCCL ------------------------------------------------------- */
 
 static void test_upload(void)
@@ -657,6 +731,7 @@ int main(void)
         fprintf(stderr, "cannot open the backends: %s\n", err.msg);
         return 1;
     }
+    KD_TEST_RUN(test_gather_logic);
     KD_TEST_RUN(test_memory);
     KD_TEST_RUN(test_blas1);
     KD_TEST_RUN(test_gemm);
