@@ -96,6 +96,8 @@ typedef struct kd_config {
     /* data */
     kd_cfg_str data_root;
     long long train_batch_size, train_num_workers;
+    int batch_sampler; /* 0 AspectRatioBatchSampler, 1 DefaultBatchSampler */
+    bool shuffle;
     kd_dataset_cfg train_dataset;
     long long val_batch_size, val_num_workers;
     kd_dataset_cfg val_dataset;

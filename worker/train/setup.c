@@ -34,6 +34,8 @@ static void data_cfg_from(const kd_config *c, const kd_dataset_cfg *ds, int trai
         o->flip_prob = (float)c->flip_prob;
         o->batch_size = (int32_t)c->train_batch_size;
         o->num_workers = (int32_t)c->train_num_workers;
+        o->group_by_aspect = c->batch_sampler == 0;
+        o->shuffle = c->shuffle;
     } else {
         o->flip_prob = 0;
         o->batch_size = (int32_t)c->val_batch_size;
