@@ -35,7 +35,10 @@
  * Semantics: a checkpoint request is an edge (returned once, then cleared; requests made
  * before one poll coalesce into one generation); pause is a level (set by pause, cleared by
  * resume: the loop re-polls while paused, so every rank holds at the same step); stop is
- * sticky and always comes with a checkpoint generation (the final checkpoint).
+ * sticky, and the first poll that carries it also carries a checkpoint generation (the
+ * final checkpoint, taken at the stop step even if another one was just written).
+ * The board is thread-safe; the trainer's calls are meant for one thread on rank 0, and
+ * the board must outlive the last of them (kd_coord_shutdown after the step loop).
  */
 #ifndef KD_CONTROL_H
 #define KD_CONTROL_H
