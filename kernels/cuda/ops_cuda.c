@@ -5,12 +5,14 @@
  *
  * GEMM: the interface is row-major; cuBLAS is column-major. A row-major M (r x c, stride ld)
  * is the column-major M^T with the same ld, so C = op(A) op(B) is computed as
- * C^T = op(B)^T op(A)^T: cublasSgemm(opB, opA, n, m, k, B, ldb, A, lda, C, ldc). cuBLAS
+ * C^T = op(B)^T op(A)^T: cublasSgemm(opB, opA, n, m, k, B, ldb, A, lda, C, ldc)
+ * (gemm_map.h, which the CPU test checks through a column-major cblas_sgemm). cuBLAS
  * runs with CUBLAS_DEFAULT_MATH (no TF32 for float), on the compute stream, host scalars.
  * k == 0 is done by our own kernel (C = beta*C, 0 when beta == 0), as the CPU does.
  * Semantics, edge cases and argument checks are those of the CPU files in kernels/cpu/, file by file.
  */
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/gemm_map.h"
 
 #include <string.h>
 
@@ -31,9 +33,10 @@ void kd_cuda_gemm(const kd_backend *b, int trans_a, int trans_b, int m, int n, i
     KD_CHECK(lda >= (trans_a ? m : k) && ldb >= (trans_b ? k : n),
              "(gemm: lda %d ldb %d too small)", lda, ldb);
     kd_cuda_ctx *ctx = kd_cuda_ctx_of(b);
-    KD_CHECK_CUBLAS(cublasSgemm(ctx->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, bm, ldb, a,
-                                lda, &beta, c, ldc));
+    kd_colmajor_gemm g = kd_gemm_row_to_col(trans_a, trans_b, m, n, k, a, lda, bm, ldb);
+    KD_CHECK_CUBLAS(cublasSgemm(ctx->cublas, g.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                g.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &alpha,
+                                g.first, g.ld_first, g.second, g.ld_second, &beta, c, ldc));
 }
 
 void kd_cuda_axpy(const kd_backend *b, size_t elems, float alpha, const float *x, float *y)

@@ -11,7 +11,9 @@
  * this program itself on machines without a GPU (the CUDA-only cases are then skipped).
  * In both modes test_gather_logic runs the GPU's max-pool and upsample index logic
  * (kernels/cuda/pool_math.h, compiled here by the C compiler) thread by thread on the host
- * and requires the CPU backend's results bit for bit.
+ * and requires the CPU backend's results bit for bit, and test_gemm_mapping runs the
+ * row-to-column-major GEMM mapping of the cuBLAS call (gemm_map.h) through a column-major
+ * cblas_sgemm against the CPU backend's row-major GEMM.
  *
  * Tolerances: |gpu - cpu| <= atol + rtol*|cpu| with the CPU tests' numbers (both backends
  * are held to them against exact values, so their difference fits with the same margin):
@@ -27,8 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "kd_test.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/gemm_map.h"
 #include "kernels/cuda/kd_cuda.h"
 #include "kernels/cuda/nccl_comm.h"
 #include "kernels/cuda/pool_math.h"
@@ -626,6 +631,40 @@ static void emulate_upsample(kd_shape ts, int oh, int ow, uint64_t sd)
     free(g), free(ref), free(emu);
 }
 
+/* The cuBLAS call's argument mapping, executed by a column-major BLAS on the host. */
+static void check_gemm_mapping(int ta, int tb, int m, int n, int k, int pad, uint64_t sd)
+{
+    seed(sd);
+    int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+    size_t an = (size_t)(ta ? k : m) * lda, bn = (size_t)(tb ? n : k) * ldb, cn = (size_t)m * ldc;
+    float *a = calloc(an + 1, sizeof *a), *b = calloc(bn + 1, sizeof *b);
+    float *c1 = calloc(cn + 1, sizeof *c1), *c2 = calloc(cn + 1, sizeof *c2);
+    for (size_t i = 0; i < an; i++) a[i] = (float)(urand() - 0.5);
+    for (size_t i = 0; i < bn; i++) b[i] = (float)(urand() - 0.5);
+    for (size_t i = 0; i < cn; i++) c1[i] = c2[i] = (float)(urand() - 0.5);
+    CPU->gemm(CPU, ta, tb, m, n, k, 0.75f, a, lda, b, ldb, 0.5f, c1, ldc);
+    kd_colmajor_gemm g = kd_gemm_row_to_col(ta, tb, m, n, k, a, lda, b, ldb);
+    cblas_sgemm(CblasColMajor, g.trans_first ? CblasTrans : CblasNoTrans,
+                g.trans_second ? CblasTrans : CblasNoTrans, g.m, g.n, g.k, 0.75f, g.first,
+                g.ld_first, g.second, g.ld_second, 0.5f, c2, ldc);
+    size_t bad = 0;
+    for (size_t i = 0; i < cn; i++) bad += !(fabsf(c1[i] - c2[i]) <= 1e-5f + 1e-5f * fabsf(c1[i]));
+    KD_EXPECT_MSG(bad == 0, "gemm mapping %c%c %dx%dx%d: %zu of %zu differ", ta ? 't' : 'n',
+                  tb ? 't' : 'n', m, n, k, bad, cn);
+    free(a), free(b), free(c1), free(c2);
+}
+
+static void test_gemm_mapping(void)
+{
+    uint64_t sd = 300;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_gemm_mapping(ta, tb, 7, 5, 9, 0, sd++);
+            check_gemm_mapping(ta, tb, 1, 8, 40, 2, sd++);
+            check_gemm_mapping(ta, tb, 33, 17, 3, 1, sd++);
+        }
+}
+
 static void test_gather_logic(void)
 {
     uint64_t sd = 100;
@@ -732,6 +771,7 @@ int main(void)
         return 1;
     }
     KD_TEST_RUN(test_gather_logic);
+    KD_TEST_RUN(test_gemm_mapping);
     KD_TEST_RUN(test_memory);
     KD_TEST_RUN(test_blas1);
     KD_TEST_RUN(test_gemm);
