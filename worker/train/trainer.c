@@ -239,6 +239,21 @@ static void log_window(kd_trainer *t, double lr)
     kd_tfevents_flush(&t->tb);
 }
 
+/* The trained student as safetensors with MMDetection key names: <work_dir>/final.safetensors
+ * (usable as load_from, as a teacher_ckpt, or converted back for MMDetection). */
+static kd_status save_final_weights(kd_trainer *t, kd_err *err)
+{
+    long long st = KD_OK;
+    char path[KD_CFG_STR_BYTES + 32];
+    snprintf(path, sizeof path, "%s/final.safetensors", t->work_dir);
+    if (t->d->rank == 0) {
+        st = kd_model_save(t->student, path, err);
+        if (!st) KD_INFO("weights saved to %s", path);
+    }
+    kd_dist_bcast(t->d, &st, sizeof st, 0);
+    return st && t->d->rank != 0 ? kd_errf(err, (kd_status)st, "rank 0 could not save %s", path) : (kd_status)st;
+}
+
 /* ---- the loop ---------------------------------------------------------------------------- */
 
 static kd_status run_loop(kd_trainer *t, kd_err *err)
@@ -287,7 +302,7 @@ static kd_status run_loop(kd_trainer *t, kd_err *err)
     }
     checkpoint(t, 0);
     evaluate(t);
-    return KD_OK;
+    return save_final_weights(t, err);
 }
 
 /* threads: 0 = OMP_NUM_THREADS when set, else the node's cores shared by its ranks (two

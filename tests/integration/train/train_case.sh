@@ -30,6 +30,7 @@ single)
   ls "$tmp/a/tf_logs/"events.out.tfevents.* >/dev/null || fail "no TensorBoard events"
   [ -s "$tmp/a/results/iter_24.bbox.json" ] || fail "no COCO results file"
   [ -s "$tmp/a/config.yaml" ] || fail "no effective config"
+  [ -s "$tmp/a/final.safetensors" ] || fail "no final weights"
   "$tool" verify "$tmp/a/checkpoints" || fail "checkpoints"
   [ "$(ls "$tmp/a/checkpoints" | grep -c '^iter_')" -eq 2 ] || fail "max_keep_ckpts 2 not honoured"
   echo ok ;;
