@@ -3,7 +3,9 @@
  * Conventions:
  *   - every socket is non-blocking and close-on-exec; writes use MSG_NOSIGNAL;
  *   - a client is READ (collecting its request), WAIT (its action is pending on the
- *     trainer) or WRITE (draining its reply); after the reply it is closed;
+ *     trainer) or WRITE (draining its reply); after the reply it is closed, except that
+ *     a TCP client first LINGERs (its unread input is drained for up to 2 s) so that
+ *     closing with unread input, which sends a reset, cannot destroy the reply in flight;
  *   - each state has a deadline (request, action, write timeouts); the cron expires them,
  *     so a slow, silent or non-reading client holds one slot for a bounded time;
  *   - every byte limit comes from status_proto.h; nothing a client sends can abort the
@@ -35,7 +37,9 @@
 #include "daemon/status_listen.h"
 #include "proto/log.h"
 
-enum { CL_READ = 0, CL_WAIT, CL_WRITE };
+enum { CL_READ = 0, CL_WAIT, CL_WRITE, CL_LINGER };
+enum { LINGER_MAX_BYTES = 4 << 20 };
+#define LINGER_SECONDS 2.0
 enum { CRON_MS = 100, ACCEPT_BATCH = 64 };
 
 typedef struct kd_client {
@@ -149,8 +153,31 @@ static bool client_flush(kd_status_server *s, kd_client *c)
         return false;
     }
     shutdown(c->fd, SHUT_WR);
+    if (c->tcp && !c->eof) {
+        c->state = CL_LINGER;
+        c->deadline = mono_now() + LINGER_SECONDS;
+        client_events(s, c, EPOLLIN | EPOLLRDHUP);
+        return true;
+    }
     client_close(s, c);
     return false;
+}
+
+/* LINGER: discard what the client still sends until it closes (or the deadline). After
+ * a few full reads it returns; level-triggered epoll calls again if more is waiting. */
+static void client_drain(kd_status_server *s, kd_client *c)
+{
+    char sink[16384];
+    for (int round = 0; round < 8; round++) {
+        ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) break; /* EOF or error: done */
+        c->in_total += (size_t)n;
+        if (c->in_total > LINGER_MAX_BYTES) break;
+        if (round == 7) return;
+    }
+    client_close(s, c);
 }
 
 /* The reply in c->out is complete: switch to WRITE and start sending. */
@@ -422,6 +449,10 @@ static void client_event(kd_status_server *s, kd_client *c, uint32_t ev)
         if (ev & EPOLLHUP) client_close(s, c);
         else if (ev & (EPOLLIN | EPOLLRDHUP)) client_readable(s, c);
         break;
+    case CL_LINGER:
+        if (ev & EPOLLHUP) client_close(s, c);
+        else client_drain(s, c);
+        break;
     default:
         client_readable(s, c);
         break;
@@ -503,7 +534,7 @@ static void cron(kd_status_server *s)
     for (kd_client *c = s->clients, *next; c; c = next) {
         next = c->next;
         if (now < c->deadline) continue;
-        if (c->state == CL_WRITE) { client_close(s, c); continue; }
+        if (c->state == CL_WRITE || c->state == CL_LINGER) { client_close(s, c); continue; }
         client_error(s, c, KD_SC_ETIMEOUT,
                      c->state == CL_READ ? "no complete request in time"
                                          : "the action did not complete in time (it stays requested)");

@@ -345,6 +345,14 @@ oversized)
     timeout 50 "$PROBE" "$SOCK" oversized || fail "oversized"
     check_unharmed "$before"
     ;;
+tcp-oversized)
+    printf 'tok-%s\n' "$$" >"$T/token"; chmod 600 "$T/token"
+    start_job --tcp-port 0 --token-file "$T/token"
+    before=$(iter_now)
+    timeout 50 "$PROBE" "tcp:127.0.0.1:$PORT" oversized || fail "oversized over TCP"
+    timeout 50 "$PROBE" "tcp:127.0.0.1:$PORT" garbage | grep -q "one-line EVERB" || fail "garbage over TCP"
+    check_unharmed "$before"
+    ;;
 slow-client)
     start_job --request-timeout 2
     before=$(iter_now)
