@@ -93,7 +93,10 @@ static void publish(kd_trainer *t, int state, double step_seconds, const double 
     st->total_iters = t->max_iters;
     st->iter_in_epoch = t->batch_in_epoch;
     st->iters_per_epoch = t->iters_per_epoch;
-    for (int i = 0; i < n_losses; i++) kd_job_status_set_loss(st, loss_names[i], loss_vals[i]);
+    for (int i = 0; i < n_losses; i++) {
+        if (!strcmp(loss_names[i], "loss")) st->loss_total = loss_vals[i];
+        else kd_job_status_set_loss(st, loss_names[i], loss_vals[i]);
+    }
     st->lr = lr;
     double mean = kd_meter_mean_iter_time(&t->meter);
     st->step_time_seconds = mean;
