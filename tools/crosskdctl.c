@@ -196,8 +196,8 @@ static int ctl_request(const ctl_args *a, kd_status_verb verb, kd_sbuf *reply)
     for (;;) {
         double left = deadline - now_s();
         if (left <= 0 || g_interrupted) {
-            fprintf(stderr, "crosskdctl: %s: %s\n", where,
-                    g_interrupted ? "interrupted" : "no complete reply in time (see --timeout)");
+            if (!g_interrupted) /* watch stops quietly on Ctrl-C */
+                fprintf(stderr, "crosskdctl: %s: no complete reply in time (see --timeout)\n", where);
             close(fd);
             return EXIT_CONNECT;
         }
