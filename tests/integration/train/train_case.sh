@@ -6,6 +6,7 @@
 #   resume_kill    SIGKILL every rank at random moments after checkpoints, resume, finish:
 #                  bit-identical to an uninterrupted run; `latest` always valid
 #   signal_requeue SIGUSR1 mid-epoch: checkpoint, exit 85; resume: bit-identical at the end
+#   control        crosskdctl status, checkpoint, pause/resume and stop on a real 2-rank job
 #   rank_death     one rank killed: the whole job ends with an error, no hang
 set -u
 worker=$1 gen=$2 tool=$3 config=$4 case=$5
@@ -72,6 +73,34 @@ signal_requeue)
   grep -q "saving a checkpoint and stopping" "$tmp/log.sig" || fail "no stop message"
   run 2 "$tmp/sig" --set train_cfg.max_epochs=12 --set resume=auto > "$tmp/log.resume" 2>&1 || { cat "$tmp/log.resume"; fail "resume"; }
   "$tool" compare "$tmp/straight/checkpoints/iter_48.ckpt" "$tmp/sig/checkpoints/iter_48.ckpt" 0 || fail "not bit-identical"
+  echo ok ;;
+control)
+  # crosskdctl against a real 2-rank job: status, checkpoint, pause/resume, stop.
+  ctl="$(dirname "$worker")/crosskdctl"
+  run 2 "$tmp/ctl" --set train_cfg.max_epochs=100000 > "$tmp/log" 2>&1 &
+  job=$!
+  for _ in $(seq 200); do [ -S "$tmp/ctl/crosskd.sock" ] && grep -q "Epoch(train)" "$tmp/log" && break; sleep 0.05; done
+  out=$("$ctl" --work-dir "$tmp/ctl" status) || fail "status: $out"
+  for want in "state:running" "world_size:2" "loss_cls:" "rank1:rank=1"; do
+    grep -q "$want" <<<"$out" || fail "status lacks $want: $out"
+  done
+  out=$("$ctl" --work-dir "$tmp/ctl" checkpoint) || fail "checkpoint: $out"
+  path=$(sed -n 's/^path://p' <<<"$out")
+  [ -f "$path" ] || fail "checkpoint answered before $path existed: $out"
+  "$ctl" --work-dir "$tmp/ctl" pause >/dev/null || fail "pause"
+  sleep 0.3
+  a=$("$ctl" --work-dir "$tmp/ctl" status | sed -n 's/^iter://p'); sleep 0.5
+  b=$("$ctl" --work-dir "$tmp/ctl" status | sed -n 's/^iter://p')
+  [ "$a" = "$b" ] || fail "iterations advanced while paused ($a -> $b)"
+  "$ctl" --work-dir "$tmp/ctl" resume >/dev/null || fail "resume"
+  sleep 0.5
+  c=$("$ctl" --work-dir "$tmp/ctl" status | sed -n 's/^iter://p')
+  [ "$c" -gt "$b" ] || fail "no progress after resume ($b -> $c)"
+  "$ctl" --work-dir "$tmp/ctl" stop > "$tmp/stop" || fail "stop"
+  wait "$job"; rc=$?
+  [ "$rc" -eq 0 ] || { cat "$tmp/log"; fail "exit status $rc after stop"; }
+  path=$(sed -n 's/^path://p' "$tmp/stop")
+  [ -f "$path" ] || fail "no final checkpoint: $(cat "$tmp/stop")"
   echo ok ;;
 rank_death)
   start=$(date +%s)
