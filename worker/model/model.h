@@ -80,6 +80,8 @@ void kd_params_free(kd_params *t);
 #define KD_PLAN_SLOTS 16
 typedef struct kd_plan {
     int inference;          /* slots >= 0 are shared regions; otherwise every take is fresh */
+    int share;              /* same, for a stretch of a training model whose activations the
+                               backward never reads (frozen layers below the lowest trainable) */
     uintptr_t base;         /* 0 in the sizing pass */
     size_t used;            /* persistent elements taken so far */
     size_t slot_off[KD_PLAN_SLOTS], slot_elems[KD_PLAN_SLOTS];

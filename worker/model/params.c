@@ -11,7 +11,8 @@
  * Planner: a model describes its buffers once per pass; kd_plan_take hands out element
  * offsets. Persistent takes (slot < 0) bump a counter. In inference mode a take with slot
  * s >= 0 shares region s with every other take of that slot (its size is the largest);
- * in training mode every take is persistent. The sizing pass runs with base 0, the binding
+ * in training mode every take is persistent, except inside a stretch marked `share` (layers
+ * the backward never reaches, such as frozen stages below the lowest trainable one). The sizing pass runs with base 0, the binding
  * pass with the real arena base, once the slot offsets are known.
  */
 #include "worker/model/model.h"
@@ -111,7 +112,7 @@ float *kd_plan_take(kd_plan *p, size_t elems, int slot)
 {
     elems = (elems + 15) & ~(size_t)15; /* 64-byte aligned views */
     size_t off;
-    if (p->inference && slot >= 0) {
+    if ((p->inference || p->share) && slot >= 0) {
         KD_CHECK(slot < KD_PLAN_SLOTS);
         if (elems > p->slot_elems[slot]) p->slot_elems[slot] = elems;
         off = p->slot_off[slot];

@@ -123,23 +123,37 @@ static kd_shape convbn_layout(kd_convbn *c, kd_shape x, kd_plan *plan, int slot_
     return y;
 }
 
+/* Blocks below this one (and the stem when frozen) are never reached by the backward. */
+static int lowest_trainable(const kd_resnet *r)
+{
+    for (int bi = 0; bi < r->n_blk; bi++)
+        if (!r->blk[bi].frozen) return bi;
+    return r->n_blk;
+}
+
 void kd_resnet_layout(kd_resnet *r, int n, int h, int w, kd_plan *plan)
 {
+    int lowest = r->frozen < 0 ? -1 : lowest_trainable(r);
     kd_shape x = {n, 3, h, w};
+    if (plan) plan->share = lowest >= 0;
     x = convbn_layout(&r->stem, x, plan, 0, 1);
     r->pool_in = x;
     r->pool_out = kd_pool_out_shape(x, 3, 2, 1);
     if (plan) {
         r->pool_y = kd_plan_take(plan, kd_shape_elems(r->pool_out), 3);
-        r->pool_arg = plan->inference ? NULL
-                                      : (int32_t *)kd_plan_take(plan, kd_shape_elems(r->pool_out), -1);
+        r->pool_arg = (plan->inference || plan->share)
+                          ? NULL
+                          : (int32_t *)kd_plan_take(plan, kd_shape_elems(r->pool_out), -1);
     }
     x = r->pool_out;
     const float *in = r->pool_y;
     int in_slot = 3;
     for (int bi = 0; bi < r->n_blk; bi++) {
         kd_resblock *b = &r->blk[bi];
-        int stage_end = bi == r->n_blk - 1 || r->blk[bi + 1].stage != b->stage;
+        if (plan) plan->share = bi < lowest;
+        /* the output of the last shared block is the input the lowest trainable block's
+         * weight gradient reads: persistent */
+        int stage_end = bi == r->n_blk - 1 || r->blk[bi + 1].stage != b->stage || bi + 1 == lowest;
         int out_slot = stage_end ? -1 : (in_slot == 3 ? 4 : 3);
         b->xs = x;
         if (plan) b->x = in;
@@ -152,17 +166,22 @@ void kd_resnet_layout(kd_resnet *r, int n, int h, int w, kd_plan *plan)
         x = y;
         in = b->c[b->nconv - 1].y;
         in_slot = out_slot; /* -1 (persistent): the next output may take either slot */
-        if (stage_end) {
+        if (bi == r->n_blk - 1 || r->blk[bi + 1].stage != b->stage) {
             r->out[b->stage] = in;
             r->out_s[b->stage] = x;
         }
     }
+    if (plan) plan->share = 0;
 }
 
 size_t kd_resnet_max_elems(const kd_resnet *r)
 {
-    size_t m = kd_shape_elems(kd_conv_out_shape(&r->stem.d));
-    for (int bi = 0; bi < r->n_blk; bi++)
+    /* only what the backward touches: the stem when trainable, blocks from the lowest
+     * trainable one, and the gradient of that block's input */
+    size_t m = r->frozen < 0 ? kd_shape_elems(kd_conv_out_shape(&r->stem.d)) : 0;
+    int lowest = r->frozen < 0 ? 0 : lowest_trainable(r);
+    if (lowest < r->n_blk && kd_shape_elems(r->blk[lowest].xs) > m) m = kd_shape_elems(r->blk[lowest].xs);
+    for (int bi = lowest; bi < r->n_blk; bi++)
         for (int k = 0; k < r->blk[bi].nconv; k++) {
             size_t e = kd_shape_elems(kd_conv_out_shape(&r->blk[bi].c[k].d));
             if (e > m) m = e;
@@ -220,12 +239,7 @@ void kd_resnet_bwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const
                    float *const d_out[4], float *g[4])
 {
     /* Lowest block that has trainable parameters: nothing below it needs a gradient. */
-    int lowest = r->n_blk;
-    for (int bi = 0; bi < r->n_blk; bi++)
-        if (!r->blk[bi].frozen) {
-            lowest = bi;
-            break;
-        }
+    int lowest = lowest_trainable(r);
     int stem_trainable = r->frozen < 0;
     float *A = g[0], *B = g[1], *C = g[2], *D = g[3];
     int have = 0; /* A holds the gradient of the current block output */
