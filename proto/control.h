@@ -28,9 +28,18 @@
  *         if (c.checkpoint_gen) { save; kd_control_board_checkpoint_done(board, c.checkpoint_gen,
  *                                 path, step, ok, msg); }
  *         if (c.flags & KD_CONTROL_STOP) break;              // after the final checkpoint
- *         if (c.flags & KD_CONTROL_PAUSE) { publish state paused; sleep ~50 ms; continue; }
- *         train one step; gather rank rows; kd_control_board_publish(board, &st);
+ *         if (c.flags & KD_CONTROL_PAUSE) { publish state KD_JOB_PAUSED; sleep ~50 ms; continue; }
+ *         train one step;
+ *         MPI_Gather(&row, sizeof row, MPI_BYTE, st.ranks, sizeof row, MPI_BYTE, 0, comm);
+ *         kd_control_board_publish(board, &st);              // rank 0 (st.n_ranks rows)
  *     }
+ *     publish state KD_JOB_STOPPED;                          // then kd_coord_shutdown
+ *
+ * (With more than KD_STATUS_RANK_MAX ranks, gather into a larger buffer and copy the first
+ * rows.) What the server waits for: `checkpoint` is answered when checkpoint_done reports
+ * its generation; `pause` when a published snapshot has state KD_JOB_PAUSED, `resume` when
+ * one no longer has; `stop` when the final checkpoint is reported and a snapshot with
+ * KD_JOB_STOPPED is published (or at shutdown).
  *
  * Semantics: a checkpoint request is an edge (returned once, then cleared; requests made
  * before one poll coalesce into one generation); pause is a level (set by pause, cleared by
@@ -61,6 +70,9 @@ typedef struct kd_control {
     uint64_t seq;            /* poll counter on rank 0, for logs and consistency checks */
     uint64_t checkpoint_gen; /* non-zero: save now and report this generation when on disk */
 } kd_control;
+
+/* Plain bytes with no padding: the same layout on every rank of one build. */
+_Static_assert(sizeof(kd_control) == 24, "kd_control is broadcast as 24 bytes");
 
 /* ---- the job-status snapshot ------------------------------------------------------- */
 
@@ -97,13 +109,15 @@ typedef struct kd_rank_status {
     double memory_bytes;      /* peak since the previous publish (device or host) */
 } kd_rank_status;
 
+_Static_assert(sizeof(kd_rank_status) == 128, "kd_rank_status is gathered as 128 bytes");
+
 typedef struct kd_loss_term {
     char name[KD_STATUS_LOSS_NAME_BYTES]; /* "loss_cls", "loss_cls_kd", ... */
     double value;
 } kd_loss_term;
 
 typedef struct kd_job_status {
-    char job_name[KD_STATUS_STR_BYTES];
+    char job_name[KD_STATUS_STR_BYTES];   /* e.g. the config's basename without .yaml */
     char config_path[KD_STATUS_PATH_BYTES];
     int32_t state;            /* kd_job_state */
     int32_t world_size;
