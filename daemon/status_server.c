@@ -21,6 +21,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -652,7 +653,14 @@ kd_status kd_status_server_start(kd_status_server **out, const kd_status_server_
         epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tcp_fd, &ev);
     }
     kd_control_board_set_wake(board, wake_loop, s);
-    if (pthread_create(&s->thread, NULL, loop_main, s) != 0) {
+    /* The loop thread blocks every signal (it inherits this mask), so SIGINT, SIGTERM and
+     * Slurm's SIGUSR1 reach the trainer's threads, whatever way they wait for them. */
+    sigset_t all, old_mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+    int rc = pthread_create(&s->thread, NULL, loop_main, s);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    if (rc != 0) {
         kd_control_board_set_wake(board, NULL, NULL);
         st = kd_errf(err, KD_EIO, "status server: cannot start its thread");
         goto fail;

@@ -4,7 +4,8 @@
  * clients, per-client buffers and deadlines, and a 100 ms cron that expires deadlines and
  * re-checks clients waiting for an action (checkpoint on disk, every rank paused...). The
  * trainer is never blocked by it: the only shared object is the kd_control_board, whose
- * operations are bounded copies under a mutex.
+ * operations are bounded copies under a mutex. The thread blocks all signals, so they are
+ * delivered to the trainer's threads.
  *
  * Listeners: a Unix stream socket (mode 0600, peer uid checked with SO_PEERCRED: only
  * allowed_uid and root are served) and optionally TCP (every connection must send

@@ -2,11 +2,13 @@
  * job's config (daemon/coordinator.h): socket placement from work_dir and status.socket,
  * the TCP listener from status.tcp.*, the effective config as the `config` reply, and
  * start-up errors that name the problem (long socket path, missing work_dir, bad token
- * file) and leave nothing behind. Real sockets; the options come from worker/options.c.
+ * file) and leave nothing behind, and signals reaching the trainer, not the server thread. Real sockets; the options come from worker/options.c.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +100,17 @@ static void test_default_socket_and_config_reply(void)
     KD_EXPECT_STR_CONTAINS(reply, "max_epochs: 7");
     free(dump);
     free(reply);
+    /* Signals go to the trainer's threads: with SIGUSR1 blocked here, a SIGUSR1 sent to the
+     * process stays pending for sigtimedwait (were it delivered to the server thread, its
+     * default action would kill the test). */
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+    kill(getpid(), SIGUSR1);
+    struct timespec one_s = {1, 0};
+    KD_EXPECT(sigtimedwait(&usr1, NULL, &one_s) == SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
     reply = ask_unix(path, "status\n"); /* nothing published yet */
     KD_EXPECT(reply && strncmp(reply, "ERR ENOTREADY ", 14) == 0);
     free(reply);
