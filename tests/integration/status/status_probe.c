@@ -301,6 +301,7 @@ static void mode_many(const char *addr, int n)
     int opened = 0, ok = 0;
     for (int i = 0; i < n; i++)
         if ((fds[i] = dial(addr)) >= 0) opened++;
+    check_served(addr, "many, all connected");
     for (int i = 0; i < n; i++)
         if (fds[i] >= 0) send_all(fds[i], i % 3 ? "ping\n" : "status\n", i % 3 ? 5 : 7);
     for (int i = 0; i < n; i++) {
