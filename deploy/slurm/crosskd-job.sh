@@ -20,7 +20,9 @@
 #                requeued only if Slurm says it reached its time limit (state TIMEOUT):
 #                otherwise SIGTERM means `scancel` (the user's wish) or a preemption (Slurm
 #                requeues a preempted --requeue job itself). Any other status ends the job
-#                with that status.
+#                with that status. If the worker is ended by a signal after SIGUSR1 (e.g.
+#                before it installed its handler), the job is requeued all the same: the
+#                next start resumes from the latest checkpoint.
 #
 # Environment (all optional):
 #   CROSSKD_WORKER      worker program (default: <checkout>/build/tools/crosskd-worker, else
@@ -67,9 +69,46 @@ kd_find_worker() {
   fi
 }
 
+# ---- signals ----------------------------------------------------------------------------
+# kd_sig: the requeue signal received (USR1 or TERM); kd_term: for SIGTERM, "timelimit" or
+# "cancel"; kd_child: the launcher, once started. The batch scripts trap both signals in
+# their first line (kd_early_signal) so none is lost before this file is read.
+kd_child="" kd_sig="" kd_term="" kd_interrupted=0 kd_jobref=${SLURM_JOB_ID:-}
+kd_on_signal() {
+  kd_interrupted=1
+  [ "$kd_sig" = TERM ] || kd_sig=$1
+  if [ "$1" = TERM ] && [ -z "$kd_term" ]; then
+    # At the time limit Slurm records Reason=TimeLimit (state TIMEOUT, shown as COMPLETING
+    # while the job is being killed) and RunTime has reached TimeLimit; scancel leaves
+    # Reason=None with time to spare.
+    local info reason run lim
+    info=$(scontrol show job -o "$kd_jobref" 2>/dev/null | head -n1)
+    reason=$(kd_field "$info" Reason) run=$(kd_seconds "$(kd_field "$info" RunTime)") lim=$(kd_seconds "$(kd_field "$info" TimeLimit)")
+    if [ "$(kd_field "$info" JobState)" = TIMEOUT ] || [ "$reason" = TimeLimit ] ||
+       { [ -n "$run" ] && [ -n "$lim" ] && [ "$run" -ge "$lim" ]; }; then
+      kd_term=timelimit
+      kd_say "SIGTERM at the time limit (Reason=$reason, RunTime ${run:-?} s of ${lim:-?} s): will requeue after the checkpoint"
+    else
+      kd_term=cancel
+      kd_say "SIGTERM before the time limit (Reason=${reason:-?}, RunTime ${run:-?} s of ${lim:-?} s): scancel or preemption, will not requeue"
+    fi
+  fi
+  if [ -n "$kd_child" ]; then
+    kd_say "SIG$1 received: asking every rank to checkpoint and exit $KD_EXIT_REQUEUE"
+    kill -USR1 "$kd_child" 2>/dev/null
+  fi
+  return 0
+}
+
 # kd_job_run CONFIG [--set key=value ...]
 kd_job_run() {
   [ -n "${SLURM_JOB_ID:-}" ] || kd_die "not inside a Slurm job: submit this script with sbatch"
+  local jobref=$SLURM_JOB_ID rc
+  [ -n "${SLURM_ARRAY_TASK_ID:-}" ] && jobref=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}
+  kd_jobref=$jobref
+  trap 'kd_on_signal USR1' USR1
+  trap 'kd_on_signal TERM' TERM
+  [ -n "${kd_early_signal:-}" ] && kd_on_signal "$kd_early_signal"
   [ $# -ge 1 ] || kd_die "usage: sbatch <script> CONFIG [--set key=value ...]"
   local config=$1
   shift
@@ -79,11 +118,10 @@ kd_job_run() {
   worker=$(kd_find_worker) || exit 1
 
   # ---- where this job keeps its state ------------------------------------------------
-  local name=${SLURM_JOB_NAME:-crosskd} jobref=$SLURM_JOB_ID
+  local name=${SLURM_JOB_NAME:-crosskd}
   local work=${CROSSKD_WORK_DIR:-${CROSSKD_WORK_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}/work_dirs}/$name}
   if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
     work=$work/$SLURM_ARRAY_TASK_ID
-    jobref=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}
   fi
   mkdir -p "$work/logs" || kd_die "cannot create $work/logs"
   work=$(cd "$work" && pwd)
@@ -161,68 +199,54 @@ kd_job_run() {
   kd_say "launch: ${cmd[*]}"
 
   # ---- run, forwarding the requeue signals ------------------------------------------------
-  kd_child="" kd_interrupted=0 kd_term=""
-  kd_forward() {
-    kd_interrupted=1
-    if [ "$1" = TERM ] && [ -z "$kd_term" ]; then
-      # At the time limit Slurm records Reason=TimeLimit (state TIMEOUT, shown as COMPLETING
-      # while the job is being killed) and RunTime has reached TimeLimit; scancel leaves
-      # Reason=None with time to spare.
-      local info reason run lim
-      info=$(scontrol show job -o "$jobref" 2>/dev/null | head -n1)
-      reason=$(kd_field "$info" Reason) run=$(kd_seconds "$(kd_field "$info" RunTime)") lim=$(kd_seconds "$(kd_field "$info" TimeLimit)")
-      if [ "$(kd_field "$info" JobState)" = TIMEOUT ] || [ "$reason" = TimeLimit ] ||
-         { [ -n "$run" ] && [ -n "$lim" ] && [ "$run" -ge "$lim" ]; }; then
-        kd_term=timelimit
-        kd_say "SIGTERM at the time limit (Reason=$reason, RunTime ${run:-?} s of ${lim:-?} s): will requeue after the checkpoint"
-      else
-        kd_term=cancel
-        kd_say "SIGTERM before the time limit (Reason=${reason:-?}, RunTime ${run:-?} s of ${lim:-?} s): scancel or preemption, will not requeue"
-      fi
-    fi
-    kd_say "SIG$1 received: asking every rank to checkpoint and exit $KD_EXIT_REQUEUE"
-    [ -n "$kd_child" ] && kill -USR1 "$kd_child" 2>/dev/null
-    return 0
-  }
-  trap 'kd_forward USR1' USR1
-  trap 'kd_forward TERM' TERM
-  "${cmd[@]}" &
-  kd_child=$!
-  local rc last=""
-  while :; do
-    kd_interrupted=0
-    wait "$kd_child"
-    rc=$?
-    # A trapped signal interrupts `wait` with a status above 128: wait again for the real one.
-    if [ "$rc" -eq 127 ] && [ -n "$last" ]; then rc=$last; break; fi
-    if [ "$kd_interrupted" = 1 ] && [ "$rc" -gt 128 ]; then last=$rc; continue; fi
-    break
-  done
+  # ---- run, forwarding the requeue signals ------------------------------------------------
+  if [ -n "$kd_sig" ]; then
+    kd_say "SIG$kd_sig arrived before the worker started: not starting it"
+    rc=$KD_EXIT_REQUEUE
+  else
+    "${cmd[@]}" &
+    kd_child=$!
+    local last=""
+    while :; do
+      kd_interrupted=0
+      wait "$kd_child"
+      rc=$?
+      # A trapped signal interrupts `wait` with a status above 128: wait again for the real one.
+      if [ "$rc" -eq 127 ] && [ -n "$last" ]; then rc=$last; break; fi
+      if [ "$kd_interrupted" = 1 ] && [ "$rc" -gt 128 ]; then last=$rc; continue; fi
+      break
+    done
+  fi
   trap - USR1 TERM
 
-  case "$rc" in
-    0)
-      kd_say "the worker finished (status 0)"
-      exit 0 ;;
-    "$KD_EXIT_REQUEUE")
-      local max=${CROSSKD_MAX_REQUEUES:-20}
-      if [ "$restarts" -ge "$max" ]; then
-        kd_say "checkpointed (status 85) but this job was already requeued $restarts times (CROSSKD_MAX_REQUEUES=$max): not requeueing; resubmit to continue from $work"
-        exit "$rc"
-      fi
-      if [ "$kd_term" = cancel ]; then
-        kd_say "checkpointed (status 85) after SIGTERM: not requeueing a cancelled or preempted job; resubmit the same command to resume from $work"
-        exit "$rc"
-      fi
-      kd_say "the worker checkpointed and asks for a requeue (status 85): scontrol requeue $jobref"
-      if timeout 60 scontrol requeue "$jobref"; then
-        kd_say "requeued: this job starts again later and resumes from $(cat "$work/latest" 2>/dev/null || echo 'the latest checkpoint')"
-      else
-        kd_say "scontrol requeue $jobref failed (job cancelled, or requeue disabled on this cluster): resubmit the same command to resume from $work"
-      fi
-      exit "$rc" ;;
-    *)
-      kd_say "the worker failed with status $rc: not requeueing (see the messages above)"
-      exit "$rc" ;;
-  esac
+  if [ "$rc" -eq 0 ]; then
+    kd_say "the worker finished (status 0)"
+    exit 0
+  fi
+  if [ "$kd_term" = cancel ]; then
+    kd_say "the worker ended with status $rc after SIGTERM: not requeueing a cancelled or preempted job; resubmit the same command to resume from $work"
+    exit "$rc"
+  fi
+  if [ "$rc" -eq "$KD_EXIT_REQUEUE" ]; then
+    kd_say "the worker checkpointed and asks for a requeue (status 85)"
+  elif [ -n "$kd_sig" ] && [ "$rc" -gt 128 ]; then
+    # E.g. the signal reached a rank before it installed its handler: nothing is lost
+    # beyond the latest checkpoint, which the next start resumes from.
+    kd_say "the worker was ended by a signal (status $rc) after SIG$kd_sig: requeueing all the same"
+  else
+    kd_say "the worker failed with status $rc: not requeueing (see the messages above)"
+    exit "$rc"
+  fi
+  local max=${CROSSKD_MAX_REQUEUES:-20}
+  if [ "$restarts" -ge "$max" ]; then
+    kd_say "this job was already requeued $restarts times (CROSSKD_MAX_REQUEUES=$max): not requeueing; resubmit to continue from $work"
+    exit "$rc"
+  fi
+  kd_say "scontrol requeue $jobref"
+  if timeout 60 scontrol requeue "$jobref"; then
+    kd_say "requeued: this job starts again later and resumes from $(cat "$work/latest" 2>/dev/null || echo 'the latest checkpoint')"
+  else
+    kd_say "scontrol requeue $jobref failed (job cancelled, or requeue disabled on this cluster): resubmit the same command to resume from $work"
+  fi
+  exit "$rc"
 }

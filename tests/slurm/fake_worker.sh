@@ -24,6 +24,10 @@
 # - After N steps rank 0 writes final_weights.txt (the run's result) and everyone exits 0.
 # Seconds per step: CROSSKD_FAKE_STEP_SECONDS (default 0.2).
 set -u
+# Handlers first, as the real worker must: a signal before them would kill the process.
+stop=""
+trap 'stop=USR1' USR1
+trap 'stop=TERM' TERM
 config=${1:-}
 [ -n "$config" ] && [ -f "$config" ] || { echo "fake_worker: missing or unreadable CONFIG '${config}'" >&2; exit 2; }
 shift
@@ -89,9 +93,6 @@ save() {  # rank 0: iter_<step>.ckpt then latest, each via a temporary file and 
   say "saved checkpoint $name"
 }
 
-stop=""
-trap 'stop=USR1' USR1
-trap 'stop=TERM' TERM
 while [ "$step" -lt "$max_iters" ]; do
   if [ -n "$stop" ]; then
     if [ "$rank" -eq 0 ]; then

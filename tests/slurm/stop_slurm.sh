@@ -23,14 +23,20 @@ if [ -f "$state/etc/slurm.conf" ] && [ -f "$state/pids" ]; then
     sleep 0.1
   done
 fi
+# Ours: the recorded pid still runs the recorded daemon (never a reused pid).
+ours() { [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$1" ]; }
 if [ -f "$state/pids" ]; then
-  # Reverse start order: slurmd, slurmctld, munged.
-  tac "$state/pids" | while read -r name pid; do
-    kill -0 "$pid" 2>/dev/null || continue
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && { echo "stop_slurm: $name ($pid) ignored SIGTERM, killing" >&2; kill -KILL "$pid" 2>/dev/null; }
+  # All three at once (each takes 1-2 s to exit), then SIGKILL what is left after 5 s.
+  while read -r name pid; do ours "$name" "$pid" && kill -TERM "$pid" 2>/dev/null; done <"$state/pids"
+  for _ in $(seq 1 50); do
+    alive=""
+    while read -r name pid; do ours "$name" "$pid" && alive="$alive $name($pid)"; done <"$state/pids"
+    [ -z "$alive" ] && break
+    sleep 0.1
   done
+  while read -r name pid; do
+    ours "$name" "$pid" && { echo "stop_slurm: $name ($pid) ignored SIGTERM, killing" >&2; kill -KILL "$pid" 2>/dev/null; }
+  done <"$state/pids"
   rm -f "$state/pids"
 fi
 exit 0
