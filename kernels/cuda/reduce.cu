@@ -12,14 +12,15 @@
  * blocks and one final block. No atomics, so every run gives the same bits. (The CPU adds
  * float partials of 4096 values in double, so CPU and GPU differ in the last bits only.)
  * Parameter gradients accumulate (+=) after their reduction, one thread per parameter.
+ * The per-thread bodies are kernels/cuda/reduce_math.h, which the C compiler builds too:
+ * tests/unit/cuda runs them on the host, block by block and thread by thread.
  */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 
 #include "kernels/cuda/cu_kernels.h"
-
-#define ALIGN_EPS 1e-6
+#include "kernels/cuda/reduce_math.h"
 
 /* Sums a and b over the block (blockDim.x == KD_CU_THREADS); every thread gets the totals. */
 __device__ static void block_sum2(double *a, double *b)
@@ -83,14 +84,9 @@ extern "C" cudaError_t kd_cu_sum(cudaStream_t s, size_t n, const float *x, const
 /* dbias[c] += sum over n, hw of dy (one block per channel). */
 __global__ static void k_channel_sum(int n, int c, size_t hw, const float *dy, float *dbias)
 {
-    const int ch = blockIdx.x;
-    double a = 0.0, unused = 0.0;
-    for (int b = 0; b < n; b++) {
-        const float *p = dy + ((size_t)b * c + ch) * hw;
-        for (size_t i = threadIdx.x; i < hw; i += blockDim.x) a += p[i];
-    }
+    double a = kd_chsum_partial(n, c, hw, dy, blockIdx.x, threadIdx.x, blockDim.x), unused = 0.0;
     block_sum2(&a, &unused);
-    if (threadIdx.x == 0) dbias[ch] += (float)a;
+    if (threadIdx.x == 0) dbias[blockIdx.x] += (float)a;
 }
 
 extern "C" cudaError_t kd_cu_channel_sum(cudaStream_t s, int n, int c, size_t hw,
@@ -108,32 +104,18 @@ __global__ static void k_gn_fwd(int c, size_t hw, int groups, float eps, int rel
                                 const float *x, const float *gamma, const float *beta, float *y,
                                 float *mean, float *rstd)
 {
-    const int t = blockIdx.x, n = t / groups, g = t % groups, cg = c / groups;
-    const size_t m = (size_t)cg * hw, base = ((size_t)n * c + (size_t)g * cg) * hw;
-    const float k = m ? x[base] : 0.0f;
-    double s1 = 0.0, s2 = 0.0;
-    for (size_t i = threadIdx.x; i < m; i += blockDim.x) {
-        float v = x[base + i] - k;
-        s1 += v;
-        s2 += (double)v * v;
-    }
+    const int t = blockIdx.x;
+    double s1, s2;
+    kd_gn_fwd_partial(c, hw, groups, x, t, threadIdx.x, blockDim.x, &s1, &s2);
     block_sum2(&s1, &s2);
-    double mu = m ? s1 / (double)m : 0.0;
-    double var = m ? s2 / (double)m - mu * mu : 0.0;
-    if (var < 0.0) var = 0.0;
-    const float mf = (float)(k + mu);
-    const float rs = (float)(1.0 / sqrt(var + (double)eps));
+    float mf, rs;
+    kd_gn_fwd_stats(c, hw, groups, x, t, s1, s2, eps, &mf, &rs);
     if (threadIdx.x == 0) {
         if (mean) mean[t] = mf;
         if (rstd) rstd[t] = rs;
     }
-    for (size_t i = threadIdx.x; i < m; i += blockDim.x) {
-        const int ch = g * cg + (int)(i / hw);
-        const float a = rs * (gamma ? gamma[ch] : 1.0f);
-        const float off = (beta ? beta[ch] : 0.0f) - mf * a;
-        float v = x[base + i] * a + off;
-        y[base + i] = relu ? (v > 0.0f ? v : 0.0f) : v;
-    }
+    /* in place (y == x) is safe: every read of x above precedes block_sum2's barriers */
+    kd_gn_fwd_apply(c, hw, groups, relu, x, gamma, beta, t, threadIdx.x, blockDim.x, mf, rs, y);
 }
 
 extern "C" cudaError_t kd_cu_group_norm_fwd(cudaStream_t s, int n, int c, size_t hw, int groups,
@@ -148,49 +130,27 @@ extern "C" cudaError_t kd_cu_group_norm_fwd(cudaStream_t s, int n, int c, size_t
     return cudaGetLastError();
 }
 
-/* Pass 1, one block per (n, c): sdy = sum dy', sdyxh = rstd * sum dy'*(x - mean). */
+/* Pass 1, one block per (n, c) plane: sdy = sum dy', sdyxh = rstd * sum dy'*(x - mean). */
 __global__ static void k_gn_bwd_chan(int c, size_t hw, int groups, int relu, const float *x,
                                      const float *y, const float *dy, const float *mean,
                                      const float *rstd, double *sdy, double *sdyxh)
 {
-    const int nc = blockIdx.x, n = nc / c, ch = nc % c, t = n * groups + ch / (c / groups);
-    const float mu = mean[t];
-    const size_t o = (size_t)nc * hw;
-    double a1 = 0.0, a2 = 0.0;
-    for (size_t i = threadIdx.x; i < hw; i += blockDim.x) {
-        float g = relu ? (y[o + i] > 0.0f ? dy[o + i] : 0.0f) : dy[o + i];
-        a1 += g;
-        a2 += (double)g * (double)(x[o + i] - mu);
-    }
+    double a1, a2;
+    kd_gn_bwd_chan_partial(c, hw, groups, relu, x, y, dy, mean, blockIdx.x, threadIdx.x,
+                           blockDim.x, &a1, &a2);
     block_sum2(&a1, &a2);
-    if (threadIdx.x == 0) {
-        sdy[nc] = a1;
-        sdyxh[nc] = a2 * rstd[t];
-    }
+    if (threadIdx.x == 0) kd_gn_bwd_chan_finish(c, groups, rstd, blockIdx.x, a1, a2, sdy, sdyxh);
 }
 
-/* Pass 2, one thread per (n, g): dx = a_c*dy' + B*x + C0 (kernels/cpu/norm.c). */
+/* Pass 2, one thread per (n, g): the coefficients of dx = a_c*dy' + B*x + C0. */
 __global__ static void k_gn_bwd_coef(int tasks, int c, size_t hw, int groups,
                                      const float *gamma, const float *mean, const float *rstd,
                                      const double *sdy, const double *sdyxh, float *coef_b,
                                      float *coef_c)
 {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= tasks) return;
-    const int n = t / groups, g = t % groups, cg = c / groups;
-    const double m = (double)cg * (double)hw;
-    double m1 = 0.0, m2 = 0.0;
-    for (int j = 0; j < cg; j++) {
-        const int ch = g * cg + j;
-        const double gc = gamma ? gamma[ch] : 1.0;
-        m1 += gc * sdy[(size_t)n * c + ch];
-        m2 += gc * sdyxh[(size_t)n * c + ch];
-    }
-    m1 /= m;
-    m2 /= m;
-    const double rs = rstd[t], mu = mean[t];
-    coef_b[t] = (float)(-rs * rs * m2);
-    coef_c[t] = (float)(-rs * m1 + rs * rs * m2 * mu);
+    if (t < tasks)
+        kd_gn_bwd_coef_one(c, hw, groups, gamma, mean, rstd, sdy, sdyxh, t, coef_b, coef_c);
 }
 
 /* Pass 3, element-wise dx (reads dy[i] before writing dx[i], so dx may alias dy). */
@@ -201,12 +161,8 @@ __global__ static void k_gn_bwd_dx(size_t total, int c, size_t hw, int groups, i
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
-        const size_t nc = i / hw;
-        const int ch = (int)(nc % (size_t)c), n = (int)(nc / (size_t)c);
-        const int t = n * groups + ch / (c / groups);
-        const float a = rstd[t] * (gamma ? gamma[ch] : 1.0f);
-        const float g0 = relu ? (y[i] > 0.0f ? dy[i] : 0.0f) : dy[i];
-        const float v = a * g0 + coef_b[t] * x[i] + coef_c[t];
+        const float v =
+            kd_gn_bwd_dx_one(c, hw, groups, relu, x, y, dy, gamma, rstd, coef_b, coef_c, i);
         dx[i] = acc ? dx[i] + v : v;
     }
 }
@@ -216,14 +172,7 @@ __global__ static void k_gn_bwd_param(int n, int c, const double *sdy, const dou
                                       float *dgamma, float *dbeta)
 {
     const int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
-    double gs = 0.0, bs = 0.0;
-    for (int b = 0; b < n; b++) {
-        gs += sdyxh[(size_t)b * c + ch];
-        bs += sdy[(size_t)b * c + ch];
-    }
-    if (dgamma) dgamma[ch] += (float)gs;
-    if (dbeta) dbeta[ch] += (float)bs;
+    if (ch < c) kd_gn_bwd_param_one(n, c, sdy, sdyxh, ch, dgamma, dbeta);
 }
 
 extern "C" size_t kd_cu_group_norm_bwd_scratch(int n, int c, int groups)
@@ -269,21 +218,14 @@ extern "C" cudaError_t kd_cu_group_norm_bwd(cudaStream_t s, int n, int c, size_t
 
 /* ---- BatchNorm, inference mode ---------------------------------------------------------- */
 
-/* 1/sqrt(rvar + eps) rounded to float, as the CPU computes it. */
-__device__ static float bn_inv(const float *rvar, int ch, float eps)
-{
-    return (float)(1.0 / sqrt((double)rvar[ch] + (double)eps));
-}
-
 /* One block per (n, c) plane. */
 __global__ static void k_bn_fwd(int c, size_t hw, float eps, int relu, const float *x,
                                 const float *rmean, const float *rvar, const float *gamma,
                                 const float *beta, float *y)
 {
     const size_t p = blockIdx.x;
-    const int ch = (int)(p % (size_t)c);
-    const float a = bn_inv(rvar, ch, eps) * (gamma ? gamma[ch] : 1.0f);
-    const float off = (beta ? beta[ch] : 0.0f) - rmean[ch] * a;
+    float a, off;
+    kd_bn_coefs(rmean, rvar, gamma, beta, eps, (int)(p % (size_t)c), &a, &off);
     const float *xp = x + p * hw;
     float *yp = y + p * hw;
     for (size_t i = threadIdx.x; i < hw; i += blockDim.x) {
@@ -298,7 +240,7 @@ __global__ static void k_bn_bwd_dx(int c, size_t hw, float eps, int relu, const 
 {
     const size_t p = blockIdx.x;
     const int ch = (int)(p % (size_t)c);
-    const float a = bn_inv(rvar, ch, eps) * (gamma ? gamma[ch] : 1.0f);
+    const float a = kd_bn_inv(rvar, ch, eps) * (gamma ? gamma[ch] : 1.0f);
     for (size_t i = p * hw + threadIdx.x; i < (p + 1) * hw; i += blockDim.x) {
         float g0 = relu ? (y[i] > 0.0f ? dy[i] : 0.0f) : dy[i];
         float v = a * g0;
@@ -312,22 +254,11 @@ __global__ static void k_bn_bwd_param(int n, int c, size_t hw, float eps, int re
                                       const float *rmean, const float *rvar, float *dgamma,
                                       float *dbeta)
 {
-    const int ch = blockIdx.x;
-    const float rm = rmean[ch];
-    double a1 = 0.0, a2 = 0.0;
-    for (int b = 0; b < n; b++) {
-        const size_t o = ((size_t)b * c + ch) * hw;
-        for (size_t i = threadIdx.x; i < hw; i += blockDim.x) {
-            float g = relu ? (y[o + i] > 0.0f ? dy[o + i] : 0.0f) : dy[o + i];
-            a1 += g;
-            a2 += (double)g * (double)(x[o + i] - rm);
-        }
-    }
+    double a1, a2;
+    kd_bn_bwd_param_partial(n, c, hw, relu, x, y, dy, rmean, blockIdx.x, threadIdx.x, blockDim.x,
+                            &a1, &a2);
     block_sum2(&a1, &a2);
-    if (threadIdx.x == 0) {
-        if (dgamma) dgamma[ch] += (float)(a2 * (double)bn_inv(rvar, ch, eps));
-        if (dbeta) dbeta[ch] += (float)a1;
-    }
+    if (threadIdx.x == 0) kd_bn_bwd_param_finish(rvar, eps, blockIdx.x, a1, a2, dgamma, dbeta);
 }
 
 extern "C" cudaError_t kd_cu_batch_norm_inf_fwd(cudaStream_t s, int n, int c, size_t hw,
@@ -368,33 +299,14 @@ extern "C" cudaError_t kd_cu_batch_norm_inf_bwd(cudaStream_t s, int n, int c, si
 
 /* ---- align_scale and channel statistics ------------------------------------------------ */
 
-/* Mean and unbiased std of channel ch over n*hw values, shifted by the channel's first value
- * (every thread of the block gets them). cnt < 2 gives std 0, cnt == 0 mean 0 too. */
+/* Mean and unbiased std of channel ch (every thread of the block gets them). */
 __device__ static void chan_mean_std(int n, int c, size_t hw, const float *x, int ch,
                                      float *mean, float *std)
 {
-    const size_t cnt = (size_t)n * hw;
-    const float k = cnt ? x[(size_t)ch * hw] : 0.0f;
-    double s1 = 0.0, s2 = 0.0;
-    for (int b = 0; b < n; b++) {
-        const float *p = x + ((size_t)b * c + ch) * hw;
-        for (size_t i = threadIdx.x; i < hw; i += blockDim.x) {
-            float v = p[i] - k;
-            s1 += v;
-            s2 += (double)v * v;
-        }
-    }
+    double s1, s2;
+    kd_chan_partial(n, c, hw, x, ch, threadIdx.x, blockDim.x, &s1, &s2);
     block_sum2(&s1, &s2);
-    if (cnt == 0) {
-        *mean = 0.0f;
-        *std = 0.0f;
-        return;
-    }
-    const double mu = s1 / (double)cnt;
-    double ss = s2 - s1 * mu;
-    if (ss < 0.0) ss = 0.0;
-    *mean = (float)(k + mu);
-    *std = cnt >= 2 ? (float)sqrt(ss / (double)(cnt - 1)) : 0.0f;
+    kd_chan_stats(n, hw, x, ch, s1, s2, mean, std);
 }
 
 __global__ static void k_channel_stats(int n, int c, size_t hw, const float *x, float *mean,
@@ -419,12 +331,7 @@ __global__ static void k_align_fwd(int n, int c, size_t hw, const float *x, cons
         mean_x[ch] = mu;
         std_x[ch] = sd;
     }
-    const float a = (float)((double)std_t[ch] / ((double)sd + ALIGN_EPS));
-    const float mt = mean_t[ch];
-    for (int b = 0; b < n; b++) {
-        const size_t o = ((size_t)b * c + ch) * hw;
-        for (size_t i = threadIdx.x; i < hw; i += blockDim.x) y[o + i] = (x[o + i] - mu) * a + mt;
-    }
+    kd_align_fwd_apply(n, c, hw, x, mean_t, std_t, ch, threadIdx.x, blockDim.x, mu, sd, y);
 }
 
 /* One block per channel: dx = a*(dy - mean(dy)) + B*(x - mu) (kernels/cpu/align.c). The
@@ -434,29 +341,13 @@ __global__ static void k_align_bwd(int n, int c, size_t hw, const float *x, cons
                                    float *dx, int acc)
 {
     const int ch = blockIdx.x;
-    const size_t cnt = (size_t)n * hw;
     const float mu = mean_x[ch];
-    double sg = 0.0, sgx = 0.0;
-    for (int b = 0; b < n; b++) {
-        const size_t o = ((size_t)b * c + ch) * hw;
-        for (size_t i = threadIdx.x; i < hw; i += blockDim.x) {
-            sg += dy[o + i];
-            sgx += (double)dy[o + i] * (double)(x[o + i] - mu);
-        }
-    }
+    double sg, sgx;
+    kd_align_bwd_partial(n, c, hw, x, dy, mu, ch, threadIdx.x, blockDim.x, &sg, &sgx);
     block_sum2(&sg, &sgx);
-    const double st = std_t[ch], sd = std_x[ch], den = sd + ALIGN_EPS;
-    const double a = st / den;
-    double bcoef = 0.0;
-    if (sd > 0.0 && cnt >= 2) bcoef = -(st * sgx) / (den * den * (double)(cnt - 1) * sd);
-    const float af = (float)a, bf = (float)bcoef, mg = (float)(sg / (double)cnt);
-    for (int b = 0; b < n; b++) {
-        const size_t o = ((size_t)b * c + ch) * hw;
-        for (size_t i = threadIdx.x; i < hw; i += blockDim.x) {
-            float v = af * (dy[o + i] - mg) + bf * (x[o + i] - mu);
-            dx[o + i] = acc ? dx[o + i] + v : v;
-        }
-    }
+    float a, bcoef, mg;
+    kd_align_bwd_coefs(n, hw, std_x, std_t, ch, sg, sgx, &a, &bcoef, &mg);
+    kd_align_bwd_apply(n, c, hw, x, dy, mu, ch, threadIdx.x, blockDim.x, a, bcoef, mg, dx, acc);
 }
 
 extern "C" cudaError_t kd_cu_channel_stats(cudaStream_t s, int n, int c, size_t hw,
