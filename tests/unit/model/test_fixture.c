@@ -2,7 +2,8 @@
  * committed fixtures (gen_fixtures.py): tiny random-weight GFLs with non-trivial BN
  * statistics on a batch of two images of different sizes.
  *
- *   test_model_fixture INSPECT FIXTURE_DIR WHAT     WHAT = heads | losses | grads | assigner
+ *   test_model_fixture INSPECT FIXTURE_DIR WHAT
+ *     WHAT = heads | loss_cls | loss_bbox | loss_dfl | loss | grads | assigner
  *
  * Each fixture (r18 with an R50 teacher and the cross-head, r50 with every stage trainable)
  * is run through the inspector into a temporary file, and every tensor of the group is
@@ -10,7 +11,7 @@
  * that tensor. Tolerances (float32 against a float64 reference):
  *   heads   rtol 1e-4, ATOL_REL 1e-5 — forward of ~20 float32 layers; oneDNN's conv
  *           accumulation order differs from a sequential sum; reached ~1e-6 relative.
- *   losses  rtol 1e-4 — sums over all anchors and classes in double on the C side, of
+ *   loss_* rtol 1e-4 — sums over all anchors and classes in double on the C side, of
  *           float32 terms computed from the float32 head outputs.
  *   grads   rtol 2e-3, ATOL_REL 1e-3 — each weight gradient sums ~1e4 float32 products whose
  *           terms cancel (BN/GN backward subtracts means), so the error is relative to the
@@ -38,7 +39,12 @@ static void compare(const kd_tfile *ref, const kd_tfile *got, const char *prefix
     int n = 0;
     for (int i = 0; i < ref->n; i++) {
         const kd_tf_tensor *r = &ref->t[i];
-        if (strncmp(r->name, prefix, strlen(prefix)) != 0) continue;
+        size_t pl = strlen(prefix);
+        if (pl && prefix[pl - 1] == '$') { /* exact name */
+            if (strlen(r->name) != pl - 1 || strncmp(r->name, prefix, pl - 1) != 0) continue;
+        } else if (strncmp(r->name, prefix, pl) != 0) {
+            continue;
+        }
         const kd_tf_tensor *c = kd_tfile_get(got, r->name);
         KD_EXPECT_MSG(c != NULL, "%s missing from the inspector output", r->name);
         if (!c) continue;
@@ -113,8 +119,10 @@ static void run_fixture(const char *name)
             compare(&ref, &got, "cross.cls.4", 1e-2, 1e-2);
             compare(&ref, &got, "cross.reg.4", 1e-2, 1e-2);
         }
-    } else if (!strcmp(what, "losses")) {
-        compare(&ref, &got, "loss.", 1e-4, 0);
+    } else if (!strncmp(what, "loss", 4)) { /* loss_cls, loss_bbox, loss_dfl, loss (total) */
+        char key[64];
+        snprintf(key, sizeof key, "loss.%s$", what);
+        compare(&ref, &got, key, 1e-4, 0);
     } else if (!strcmp(what, "grads")) {
         compare(&ref, &got, "grad.", 2e-3, 1e-3);
     } else if (!strcmp(what, "assigner")) {
@@ -130,7 +138,7 @@ static void fixture_r50(void) { run_fixture("r50"); }
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR heads|losses|grads|assigner\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR heads|loss_cls|loss_bbox|loss_dfl|loss|grads|assigner\n", argv[0]);
         return 2;
     }
     inspect = argv[1];
