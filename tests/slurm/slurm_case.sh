@@ -52,7 +52,7 @@ fail() {
   echo "FAIL ($case_): $*"
   for f in "$tmp"/submit/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done
   for f in "$tmp"/work/*/logs/*.log "$tmp"/work/*/*/logs/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 25 "$f"; }; done
-  for f in slurmctld.log slurmd.log; do echo "--- $f"; tail -n 15 "$cluster/log/$f"; done
+  for f in slurmctld.log slurmd.log; do [ -f "$cluster/log/$f" ] && { echo "--- $f"; tail -n 15 "$cluster/log/$f"; }; done
   exit 1
 }
 say() { echo "[$((SECONDS - t0))s] $*"; }

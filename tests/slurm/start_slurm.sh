@@ -6,7 +6,8 @@
 # On success prints nothing on stdout, exits 0 and leaves STATE_DIR/env to source
 # (exports SLURM_CONF, so sbatch/squeue/scontrol talk to this cluster). Exits 77
 # (meson's "skipped") with the reason on stderr when Slurm cannot run here: not root,
-# packages missing, or a daemon that does not come up. Stop it with stop_slurm.sh.
+# packages missing, or a daemon that does not come up (the daemons' log tails follow).
+# With CROSSKD_REQUIRE_SLURM=1 those exit 1 instead. Stop it with stop_slurm.sh.
 #
 # The cluster: one node named after this host, reached on 127.0.0.1 on two free ports;
 # SlurmdParameters=config_overrides declares 8 CPUs (whatever the machine has) so a few
@@ -14,7 +15,8 @@
 # requeued jobs wait cred_expire (the minimum Slurm accepts) before they start again.
 set -u
 state=${1:?usage: start_slurm.sh STATE_DIR}
-skip() { echo "start_slurm: SKIP: $*" >&2; exit 77; }
+# CROSSKD_REQUIRE_SLURM=1 turns every skip into a failure (a CI that must run these tests).
+skip() { echo "start_slurm: SKIP: $*" >&2; [ -n "${CROSSKD_REQUIRE_SLURM:-}" ] && exit 1; exit 77; }
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (slurmd runs jobs as their user and must be root)"
 for b in munged mungekey slurmctld slurmd slurmstepd sbatch squeue sinfo scontrol scancel srun; do
@@ -125,6 +127,7 @@ fail() {
     [ -s "$state/log/$f" ] && { echo "--- $f (tail)" >&2; tail -n 15 "$state/log/$f" >&2; }
   done
   bash "$(dirname "${BASH_SOURCE[0]}")/stop_slurm.sh" "$state" >/dev/null 2>&1
+  [ -n "${CROSSKD_REQUIRE_SLURM:-}" ] && exit 1
   exit 77
 }
 
