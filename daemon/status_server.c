@@ -553,6 +553,7 @@ static void cron(kd_status_server *s)
 static void *loop_main(void *arg)
 {
     kd_status_server *s = arg;
+    pthread_setname_np(pthread_self(), "kd-status"); /* shown by top -H, gdb, /proc */
     struct epoll_event evs[64];
     double next_cron = mono_now() + CRON_MS / 1000.0;
     while (!atomic_load(&s->stopping)) {
