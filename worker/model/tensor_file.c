@@ -1,7 +1,7 @@
-/* tensor_file.c — safetensors read/write (see tensor_file.h). The JSON header is parsed
- * with jansson; sizes are checked before any allocation so a corrupt length cannot ask for
- * absurd memory, and every tensor's byte range must match dtype x shape and lie inside the
- * data section.
+/* tensor_file.c — the model's tensor container (see tensor_file.h) over proto/safetensors:
+ * reading validates through kd_st_load (header length, JSON, dtype x shape against the byte
+ * ranges, errors naming file and key) and copies the tensors out; writing sorts by name and
+ * saves through kd_st_save.
  */
 #include "worker/model/tensor_file.h"
 
@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
+#include "proto/safetensors.h"
 
 static const char *const dtype_names[KD_TF_NTYPES] = {"F32", "F64", "I32", "I64", "U8"};
+
 static const size_t dtype_sizes[KD_TF_NTYPES] = {4, 8, 4, 8, 1};
 
 const char *kd_tf_dtype_name(int d) { return d >= 0 && d < KD_TF_NTYPES ? dtype_names[d] : "?"; }
@@ -73,162 +74,51 @@ void kd_tfile_add_f32(kd_tfile *f, const char *name, int ndim, const int64_t *sh
     kd_tfile_add(f, name, KD_TF_F32, ndim, shape, data);
 }
 
-static int parse_dtype(const char *s)
-{
-    for (int i = 0; i < KD_TF_NTYPES; i++)
-        if (strcmp(s, dtype_names[i]) == 0) return i;
-    return -1;
-}
+/* kd_tf dtype <-> proto/safetensors dtype */
+static const kd_st_dtype to_st[KD_TF_NTYPES] = {KD_ST_F32, KD_ST_F64, KD_ST_I32, KD_ST_I64, KD_ST_U8};
 
 kd_status kd_tfile_read(const char *path, kd_tfile *f, kd_err *err)
 {
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return kd_errf(err, KD_EIO, "%s: cannot open: %s", path, strerror(errno));
-    kd_status st = KD_OK;
-    char *hdr = NULL, *data = NULL;
-    json_t *root = NULL;
-    if (fseek(fp, 0, SEEK_END) != 0) {
-        st = kd_errf(err, KD_EIO, "%s: cannot seek", path);
-        goto done;
-    }
-    long fsz = ftell(fp);
-    rewind(fp);
-    unsigned char lb[8];
-    if (fsz < 8 || fread(lb, 1, 8, fp) != 8) {
-        st = kd_errf(err, KD_ECORRUPT, "%s: truncated: %ld bytes, no 8-byte header length", path, fsz);
-        goto done;
-    }
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | lb[i];
-    if (hlen == 0 || hlen > (uint64_t)(fsz - 8) || hlen > (100u << 20)) {
-        st = kd_errf(err, KD_ECORRUPT,
-                     "%s: header length %llu does not fit the file (%ld bytes after the length)",
-                     path, (unsigned long long)hlen, fsz - 8);
-        goto done;
-    }
-    hdr = kd_xmalloc(hlen + 1);
-    if (fread(hdr, 1, hlen, fp) != hlen) {
-        st = kd_errf(err, KD_ECORRUPT, "%s: truncated header", path);
-        goto done;
-    }
-    hdr[hlen] = 0;
-    size_t dsz = (size_t)(fsz - 8) - (size_t)hlen;
-    data = kd_xmalloc(dsz ? dsz : 1);
-    if (dsz && fread(data, 1, dsz, fp) != dsz) {
-        st = kd_errf(err, KD_EIO, "%s: short read of the data section", path);
-        goto done;
-    }
-    json_error_t je;
-    root = json_loadb(hdr, hlen, 0, &je);
-    if (!root || !json_is_object(root)) {
-        st = kd_errf(err, KD_ECORRUPT, "%s: header is not a JSON object (%s, column %d)", path,
-                     root ? "not an object" : je.text, root ? 0 : je.column);
-        goto done;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val)
-    {
-        if (strcmp(key, "__metadata__") == 0) continue;
-        json_t *dt = json_object_get(val, "dtype"), *sh = json_object_get(val, "shape"),
-               *of = json_object_get(val, "data_offsets");
-        if (!json_is_object(val) || !json_is_string(dt) || !json_is_array(sh) ||
-            !json_is_array(of) || json_array_size(of) != 2 ||
-            json_array_size(sh) > KD_TF_MAX_DIMS) {
-            st = kd_errf(err, KD_ECORRUPT, "%s: tensor '%s': malformed header entry", path, key);
-            goto done;
+    kd_st_file *sf = NULL;
+    kd_status st = kd_st_load(path, &sf, err);
+    if (st) return st;
+    for (size_t i = 0; i < sf->n_tensors; i++) {
+        const kd_st_tensor *t = &sf->tensors[i];
+        int d = -1;
+        for (int k = 0; k < KD_TF_NTYPES; k++)
+            if (to_st[k] == t->dtype) d = k;
+        if (d < 0) {
+            st = kd_errf(err, KD_EUNSUPPORTED, "%s: tensor '%s': dtype %s is not supported here",
+                         path, t->name, kd_st_dtype_name(t->dtype));
+            kd_tfile_free(f);
+            break;
         }
-        int dtype = parse_dtype(json_string_value(dt));
-        if (dtype < 0) {
-            st = kd_errf(err, KD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s", path, key,
-                         json_string_value(dt));
-            goto done;
-        }
-        int64_t shape[KD_TF_MAX_DIMS];
-        int ndim = (int)json_array_size(sh);
-        size_t elems = 1;
-        for (int i = 0; i < ndim; i++) {
-            json_t *d = json_array_get(sh, (size_t)i);
-            if (!json_is_integer(d) || json_integer_value(d) < 0) {
-                st = kd_errf(err, KD_ECORRUPT, "%s: tensor '%s': bad shape", path, key);
-                goto done;
-            }
-            shape[i] = json_integer_value(d);
-            elems *= (size_t)shape[i];
-        }
-        json_t *o0 = json_array_get(of, 0), *o1 = json_array_get(of, 1);
-        if (!json_is_integer(o0) || !json_is_integer(o1)) {
-            st = kd_errf(err, KD_ECORRUPT, "%s: tensor '%s': bad data_offsets", path, key);
-            goto done;
-        }
-        json_int_t b0 = json_integer_value(o0), b1 = json_integer_value(o1);
-        if (b0 < 0 || b1 < b0 || (size_t)b1 > dsz) {
-            st = kd_errf(err, KD_ECORRUPT,
-                         "%s: tensor '%s': data_offsets [%lld, %lld] outside the %zu-byte data "
-                         "section (truncated file?)",
-                         path, key, (long long)b0, (long long)b1, dsz);
-            goto done;
-        }
-        if ((size_t)(b1 - b0) != elems * dtype_sizes[dtype]) {
-            st = kd_errf(err, KD_ECORRUPT, "%s: tensor '%s': %lld bytes for %zu %s elements", path,
-                         key, (long long)(b1 - b0), elems, dtype_names[dtype]);
-            goto done;
-        }
-        kd_tfile_add(f, key, dtype, ndim, shape, data + b0);
+        kd_tfile_add(f, t->name, d, t->ndim, t->shape, t->data);
     }
-done:
-    if (root) json_decref(root);
-    free(hdr);
-    free(data);
-    fclose(fp);
-    if (st) kd_tfile_free(f);
+    kd_st_free(sf);
     return st;
 }
 
 static int cmp_tensor_name(const void *a, const void *b)
 {
-    return strcmp((*(const kd_tf_tensor *const *)a)->name, (*(const kd_tf_tensor *const *)b)->name);
+    return strcmp(((const kd_st_tensor *)a)->name, ((const kd_st_tensor *)b)->name);
 }
 
 kd_status kd_tfile_write(const kd_tfile *f, const char *path, kd_err *err)
 {
-    const kd_tf_tensor **order = kd_xmalloc((size_t)(f->n ? f->n : 1) * sizeof *order);
-    for (int i = 0; i < f->n; i++) order[i] = &f->t[i];
-    qsort(order, (size_t)f->n, sizeof *order, cmp_tensor_name);
-    json_t *root = json_object();
-    size_t off = 0;
+    kd_st_tensor *ts = kd_xcalloc((size_t)(f->n ? f->n : 1), sizeof *ts);
     for (int i = 0; i < f->n; i++) {
-        const kd_tf_tensor *t = order[i];
-        json_t *e = json_object(), *sh = json_array(), *of = json_array();
-        json_object_set_new(e, "dtype", json_string(dtype_names[t->dtype]));
-        for (int d = 0; d < t->ndim; d++) json_array_append_new(sh, json_integer(t->shape[d]));
-        json_object_set_new(e, "shape", sh);
-        json_array_append_new(of, json_integer((json_int_t)off));
-        json_array_append_new(of, json_integer((json_int_t)(off + t->bytes)));
-        json_object_set_new(e, "data_offsets", of);
-        json_object_set_new(root, t->name, e);
-        off += t->bytes;
+        const kd_tf_tensor *t = &f->t[i];
+        ts[i].name = t->name;
+        ts[i].dtype = to_st[t->dtype];
+        ts[i].ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++) ts[i].shape[d] = t->shape[d];
+        ts[i].data_bytes = t->bytes;
+        ts[i].data = t->data;
     }
-    char *hdr = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(root);
-    size_t hlen = strlen(hdr), padded = (hlen + 7) & ~(size_t)7;
-    kd_status st = KD_OK;
-    FILE *fp = fopen(path, "wb");
-    if (!fp) {
-        st = kd_errf(err, KD_EIO, "%s: cannot create: %s", path, strerror(errno));
-        goto out;
-    }
-    unsigned char lb[8];
-    for (int i = 0; i < 8; i++) lb[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    int ok = fwrite(lb, 1, 8, fp) == 8 && fwrite(hdr, 1, hlen, fp) == hlen;
-    for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', fp) != EOF;
-    for (int i = 0; ok && i < f->n; i++)
-        ok = !order[i]->bytes || fwrite(order[i]->data, 1, order[i]->bytes, fp) == order[i]->bytes;
-    if (fclose(fp) != 0) ok = 0;
-    if (!ok) st = kd_errf(err, KD_EIO, "%s: write failed: %s", path, strerror(errno));
-out:
-    free(hdr);
-    free(order);
+    qsort(ts, (size_t)f->n, sizeof *ts, cmp_tensor_name);
+    kd_status st = kd_st_save(path, ts, (size_t)f->n, NULL, 0, err);
+    free(ts);
     return st;
 }

@@ -1,12 +1,10 @@
-/* tensor_file.h — a small safetensors reader and writer (format: 8-byte little-endian header
- * length, a JSON header {"name": {"dtype", "shape", "data_offsets": [begin, end]}, ...,
- * "__metadata__"}, then the tensor bytes). Used for weights, inspector batches and outputs,
- * and test fixtures. It stands in for proto/safetensors.h until that lands; the model only
- * uses it through weights.c and the tools.
+/* tensor_file.h — a small owned-tensor container over proto/safetensors.h, for weights,
+ * inspector batches and outputs, and test fixtures: tensors are copied out of the file (so
+ * they are aligned and outlive it), can be added or replaced by name, and are written
+ * ordered by name (as the Python safetensors package does).
  *
- * Reading loads the whole file; every error names the file and, where there is one, the key.
- * Writing orders tensors by name (as the Python safetensors package does), pads the header
- * with spaces to a multiple of 8 bytes and lays the data out contiguously in that order.
+ * Reading and writing go through kd_st_load / kd_st_save: every error names the file and,
+ * where there is one, the key.
  */
 #ifndef KD_MODEL_TENSOR_FILE_H
 #define KD_MODEL_TENSOR_FILE_H
