@@ -38,25 +38,32 @@ int kd_cuda_device_count(const char **why)
     return n;
 }
 
-kd_status kd_cuda_select_device(int local_rank, int *device, kd_err *err)
+kd_status kd_cuda_select_device(int local_rank, int local_size, int *device, kd_err *err)
 {
     const char *why = NULL;
     int n = kd_cuda_device_count(&why);
     if (n <= 0) return kd_errf(err, KD_EUNSUPPORTED, "no CUDA device (%s)", why ? why : "none");
-    if (local_rank < 0)
-        return kd_errf(err, KD_EINVAL, "cuda: local rank %d is negative", local_rank);
-    if (local_rank >= n)
+    if (local_size < 1 || local_rank < 0 || local_rank >= local_size)
+        return kd_errf(err, KD_EINVAL, "cuda: local rank %d of %d is not valid", local_rank,
+                       local_size);
+    int dev;
+    if (local_rank < n)
+        dev = local_rank; /* every rank of the node sees every GPU of the node */
+    else if (n == 1)
+        dev = 0; /* one visible GPU per rank (CUDA_VISIBLE_DEVICES bound per task) */
+    else
         return kd_errf(err, KD_EINVAL,
-                       "cuda: local rank %d has no GPU of its own: %d visible device(s) on this "
-                       "node (one rank per GPU; check CUDA_VISIBLE_DEVICES and ranks per node)",
-                       local_rank, n);
-    cudaError_t e = cudaSetDevice(local_rank);
+                       "cuda: local rank %d of %d has no GPU of its own: %d visible device(s) on "
+                       "this node (one rank per GPU; check CUDA_VISIBLE_DEVICES and the ranks "
+                       "per node)",
+                       local_rank, local_size, n);
+    cudaError_t e = cudaSetDevice(dev);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        return kd_errf(err, KD_EUNSUPPORTED, "cuda: cannot use device %d: %s", local_rank,
+        return kd_errf(err, KD_EUNSUPPORTED, "cuda: cannot use device %d: %s", dev,
                        cudaGetErrorString(e));
     }
-    if (device) *device = local_rank;
+    if (device) *device = dev;
     return KD_OK;
 }
 

@@ -27,11 +27,15 @@
  * non-NULL, points to the runtime's error string, else to NULL). */
 int kd_cuda_device_count(const char **why);
 
-/* Makes device `local_rank` current for this thread (call it before any other CUDA call of
- * the process, so no context is created on GPU 0 by accident; the worker passes the
- * node-local rank of MPI_Comm_split_type). One rank per GPU: a local rank without its own
- * device is an error, as is a machine without devices. *device gets the ordinal. */
-kd_status kd_cuda_select_device(int local_rank, int *device, kd_err *err);
+/* Chooses this rank's GPU from its node-local rank (MPI_Comm_split_type in the worker) and
+ * makes it current for this thread. Call it before any other CUDA call of the process, so
+ * no context is created on GPU 0 by accident. One rank per GPU:
+ *  - local_rank when the node's ranks all see the node's GPUs (local_rank < visible count);
+ *  - device 0 when each rank sees exactly one GPU (CUDA_VISIBLE_DEVICES set per task, as
+ *    srun --gpus-per-task=1 does);
+ *  - otherwise an error naming the counts, as is a machine without devices.
+ * *device gets the ordinal. */
+kd_status kd_cuda_select_device(int local_rank, int local_size, int *device, kd_err *err);
 
 /* The CUDA backend on the current device (kd_backend_open("cuda", ...) calls this).
  * threads is accepted for symmetry with the CPU backend and must be >= 0; it is unused.

@@ -5,7 +5,7 @@
  *
  * No MPI here: the kernels layer sits below the worker, which owns MPI. The worker does
  * the bootstrap (reference/distributed.md §2.1):
- *     kd_cuda_select_device(local_rank, &dev, &err);          before any other CUDA call
+ *     kd_cuda_select_device(local_rank, local_size, &dev, &err);  before any CUDA call
  *     if (rank == 0) kd_nccl_unique_id(id, &err);
  *     MPI_Bcast(id, KD_NCCL_ID_BYTES, MPI_BYTE, 0, comm);
  *     kd_nccl_init(id, rank, size, dev, timeout_s, &nc, &err);  blocks until all joined

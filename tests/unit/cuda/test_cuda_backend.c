@@ -623,15 +623,21 @@ static void test_nccl_one_rank(void)
     KD_EXPECT(kd_nccl_finalize(nc, &err) == KD_OK);
 }
 
-static void test_select_device_errors(void)
+static void test_select_device(void)
 {
     if (against_cpu) return;
     kd_err err = {0};
-    int dev = -1;
-    KD_EXPECT(kd_cuda_select_device(-1, &dev, &err) == KD_EINVAL);
-    KD_EXPECT(kd_cuda_select_device(kd_cuda_device_count(NULL), &dev, &err) == KD_EINVAL);
-    KD_EXPECT_STR_CONTAINS(err.msg, "no GPU of its own");
-    KD_EXPECT(kd_cuda_select_device(0, &dev, &err) == KD_OK && dev == 0);
+    int dev = -1, n = kd_cuda_device_count(NULL);
+    KD_EXPECT(kd_cuda_select_device(-1, 2, &dev, &err) == KD_EINVAL);
+    KD_EXPECT(kd_cuda_select_device(2, 2, &dev, &err) == KD_EINVAL);
+    KD_EXPECT(kd_cuda_select_device(n - 1, n, &dev, &err) == KD_OK && dev == n - 1);
+    if (n > 1) { /* more ranks than GPUs, each seeing them all */
+        KD_EXPECT(kd_cuda_select_device(n, n + 1, &dev, &err) == KD_EINVAL);
+        KD_EXPECT_STR_CONTAINS(err.msg, "no GPU of its own");
+    } else { /* one visible GPU: every rank takes it (per-task binding) */
+        KD_EXPECT(kd_cuda_select_device(3, 4, &dev, &err) == KD_OK && dev == 0);
+    }
+    KD_EXPECT(kd_cuda_select_device(0, 1, &dev, &err) == KD_OK && dev == 0);
 }
 
 int main(void)
@@ -674,7 +680,7 @@ int main(void)
     KD_TEST_RUN(test_upsample_add);
     KD_TEST_RUN(test_upload);
     KD_TEST_RUN(test_nccl_one_rank);
-    KD_TEST_RUN(test_select_device_errors);
+    KD_TEST_RUN(test_select_device);
     GPU->close(GPU);
     CPU->close(CPU);
     return kd_test_summary();
