@@ -5,6 +5,8 @@
  *   crosskd-inspect --config C.yaml [--teacher T.safetensors] --student S.safetensors
  *                   --batch B.safetensors --out O.safetensors [--threads N] [--set k=v ...]
  *
+ * Threads: --threads, else the config's threads, else OMP_NUM_THREADS or every core.
+ *
  * Batch: img (float32 N,3,H,W, normalised and padded), img_shape (int32 N,2: height, width
  * before padding), per image n gt_bboxes.n (float32 M,4 x1 y1 x2 y2) and gt_labels.n (int32 M).
  * Output: student.cls.l / student.reg.l (N,C,H,W), loss.loss_cls, loss.loss_bbox,
@@ -145,6 +147,7 @@ int main(int argc, char **argv)
         gts[i].img_w = ((const int32_t *)ish->data)[2 * i + 1];
     }
     const kd_backend *be;
+    if (!threads) threads = (int)cfg.threads; /* 0 in both: OMP_NUM_THREADS or all cores */
     if (kd_backend_open("cpu", threads, &be, &err)) return fail(&err);
     int idx = (int)cfg.model.kd_cfg.reused_teacher_head_idx;
     kd_model_opts so = {N, H, W, 0, teacher ? idx : -1};
