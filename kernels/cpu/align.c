@@ -10,7 +10,8 @@
  * Edge cases (PyTorch gives NaN there): n < 2 gives std 0 (mean 0 when n == 0); where
  * std_s == 0 every S equals its mean and the second term is taken as 0.
  * Sums are float partials over blocks of 4096 (vectorised) added in double, around a shift
- * (the channel's first value). Parallel over channels.
+ * (the channel's first value). Parallel over channels, handed out dynamically; each channel
+ * is computed by one thread, so results do not depend on the schedule.
  */
 #include "kernels/cpu/cpu_internal.h"
 
@@ -55,7 +56,7 @@ void kd_cpu_channel_stats(const kd_backend *b, kd_shape s, const float *x, float
                           float *std)
 {
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int c = 0; c < s.c; c++) channel_mean_std(s, x, c, &mean[c], &std[c]);
 }
 
@@ -65,7 +66,7 @@ void kd_cpu_align_scale_fwd(const kd_backend *b, kd_shape s, const float *x,
 {
     const size_t hw = (size_t)s.h * s.w;
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int c = 0; c < s.c; c++) {
         float mu, sd;
         channel_mean_std(s, x, c, &mu, &sd);
@@ -91,7 +92,7 @@ void kd_cpu_align_scale_bwd(const kd_backend *b, kd_shape s, const float *x,
     const size_t hw = (size_t)s.h * s.w, cnt = (size_t)s.n * hw;
     if (cnt == 0 || !dx) return;
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int c = 0; c < s.c; c++) {
         const float mu = mean_x[c];
         double sg = 0.0, sgx = 0.0; /* sum dy, sum dy*(x - mu) */

@@ -94,7 +94,7 @@ void kd_cpu_scale_bwd(const kd_backend *b, size_t elems, const float *scale, con
 void kd_cpu_softmax_fwd(const kd_backend *b, size_t rows, int cols, const float *x, float *y)
 {
     if (cols <= 0) return;
-#pragma omp parallel for num_threads(NT(rows * (size_t)cols)) schedule(static)
+#pragma omp parallel for num_threads(NT(rows * (size_t)cols)) schedule(dynamic, 256)
     for (size_t r = 0; r < rows; r++)
         kd_softmax_row(x + r * (size_t)cols, y + r * (size_t)cols, cols);
 }
@@ -103,7 +103,7 @@ void kd_cpu_softmax_bwd(const kd_backend *b, size_t rows, int cols, const float 
                         const float *dy, float *dx, int accumulate)
 {
     if (cols <= 0) return;
-#pragma omp parallel for num_threads(NT(rows * (size_t)cols)) schedule(static)
+#pragma omp parallel for num_threads(NT(rows * (size_t)cols)) schedule(dynamic, 256)
     for (size_t r = 0; r < rows; r++) {
         size_t o = r * (size_t)cols;
         kd_softmax_row_bwd(y + o, dy + o, dx + o, cols, accumulate);
@@ -114,7 +114,7 @@ void kd_cpu_log_softmax_fwd(const kd_backend *b, size_t rows, int cols, const fl
                             float *y)
 {
     if (cols <= 0) return;
-#pragma omp parallel for num_threads(NT(rows * (size_t)cols)) schedule(static)
+#pragma omp parallel for num_threads(NT(rows * (size_t)cols)) schedule(dynamic, 256)
     for (size_t r = 0; r < rows; r++)
         kd_log_softmax_row(x + r * (size_t)cols, y + r * (size_t)cols, cols);
 }
@@ -123,7 +123,7 @@ void kd_cpu_log_softmax_bwd(const kd_backend *b, size_t rows, int cols, const fl
                             const float *dy, float *dx, int accumulate)
 {
     if (cols <= 0) return;
-#pragma omp parallel for num_threads(NT(rows * (size_t)cols)) schedule(static)
+#pragma omp parallel for num_threads(NT(rows * (size_t)cols)) schedule(dynamic, 256)
     for (size_t r = 0; r < rows; r++) {
         size_t o = r * (size_t)cols;
         kd_log_softmax_row_bwd(y + o, dy + o, dx + o, cols, accumulate);

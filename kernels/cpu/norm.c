@@ -13,8 +13,10 @@
  * BatchNorm (inference): a_c = gamma_c / sqrt(rvar_c + eps), y = (x - rmean_c) * a_c + beta_c;
  * backward dx = dy' * a_c, dgamma_c += sum dy'*(x - rmean_c)/sqrt(rvar_c + eps),
  * dbeta_c += sum dy'. The running statistics get no gradient.
- * Parallel over (n, g) for GroupNorm and over channels for BatchNorm; parameter gradients
- * are reduced over n in a fixed order (deterministic).
+ * Parallel over (n, g) for GroupNorm and over channels for BatchNorm, handed out dynamically
+ * (a thread delayed by another process does not hold the others up); every task writes its
+ * own outputs and parameter gradients are reduced over n in a fixed order, so results do
+ * not depend on the schedule.
  */
 #include "kernels/cpu/cpu_internal.h"
 
@@ -98,7 +100,7 @@ void kd_cpu_group_norm_fwd(const kd_backend *b, kd_shape s, int groups, float ep
     const size_t hw = (size_t)s.h * s.w, m = (size_t)cg * hw;
     const long tasks = (long)s.n * groups;
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         const int n = (int)(t / groups), g = (int)(t % groups);
         const size_t base = ((size_t)n * s.c + (size_t)g * cg) * hw;
@@ -136,7 +138,7 @@ void kd_cpu_group_norm_bwd(const kd_backend *b, kd_shape s, int groups, int relu
     const size_t nc = (size_t)s.n * s.c;
     double *sdy = kd_xmalloc(2 * nc * sizeof *sdy), *sdyxh = sdy + nc;
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (long t = 0; t < tasks; t++) {
         const int n = (int)(t / groups), g = (int)(t % groups);
         const size_t base = ((size_t)n * s.c + (size_t)g * cg) * hw;
@@ -192,7 +194,7 @@ void kd_cpu_batch_norm_inf_fwd(const kd_backend *b, kd_shape s, float eps, int r
     const size_t hw = (size_t)s.h * s.w;
     const long planes = (long)s.n * s.c;
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (long p = 0; p < planes; p++) {
         const int c = (int)(p % s.c);
         float inv = (float)(1.0 / sqrt((double)rvar[c] + (double)eps));
@@ -211,7 +213,7 @@ void kd_cpu_batch_norm_inf_bwd(const kd_backend *b, kd_shape s, float eps, int r
     if (kd_shape_elems(s) == 0) return;
     KD_CHECK(!relu || y != NULL, "(BatchNorm backward with relu needs y)");
     int nt = kd_shape_elems(s) >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int c = 0; c < s.c; c++) {
         const float inv = (float)(1.0 / sqrt((double)rvar[c] + (double)eps));
         const float a = inv * (gamma ? gamma[c] : 1.0f);

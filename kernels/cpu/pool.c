@@ -28,7 +28,7 @@ void kd_cpu_max_pool_fwd(const kd_backend *b, kd_shape xs, int k, int stride, in
     const size_t in_plane = (size_t)xs.h * xs.w, out_plane = (size_t)ys.h * ys.w;
     const long planes = (long)xs.n * xs.c;
     if (out_plane == 0) return;
-#pragma omp parallel for num_threads(NT(kd_shape_elems(xs))) schedule(static)
+#pragma omp parallel for num_threads(NT(kd_shape_elems(xs))) schedule(dynamic, 1)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + (size_t)p * in_plane;
         float *yp = y + (size_t)p * out_plane;
@@ -67,7 +67,7 @@ void kd_cpu_max_pool_bwd(const kd_backend *b, kd_shape xs, int k, int stride, in
     const size_t in_plane = (size_t)xs.h * xs.w, out_plane = (size_t)ys.h * ys.w;
     const long planes = (long)xs.n * xs.c;
     if (in_plane == 0) return;
-#pragma omp parallel for num_threads(NT(kd_shape_elems(xs))) schedule(static)
+#pragma omp parallel for num_threads(NT(kd_shape_elems(xs))) schedule(dynamic, 1)
     for (long p = 0; p < planes; p++) {
         float *dp = dx + (size_t)p * in_plane;
         if (!accumulate) memset(dp, 0, in_plane * sizeof *dp);
@@ -86,7 +86,7 @@ void kd_cpu_upsample_nearest_add_fwd(const kd_backend *b, kd_shape ts, const flo
     KD_CHECK(in_plane > 0, "(upsample from an empty %dx%d map to %dx%d)", ts.h, ts.w, out_h, out_w);
     int *src_w = kd_xmalloc((size_t)out_w * sizeof *src_w);
     for (int j = 0; j < out_w; j++) src_w[j] = kd_nearest_src(j, ts.w, out_w);
-#pragma omp parallel for num_threads(NT((size_t)planes * out_plane)) schedule(static)
+#pragma omp parallel for num_threads(NT((size_t)planes * out_plane)) schedule(dynamic, 1)
     for (long p = 0; p < planes; p++) {
         const float *tp = top + (size_t)p * in_plane;
         float *yp = y + (size_t)p * out_plane;
@@ -112,7 +112,7 @@ void kd_cpu_upsample_nearest_add_bwd(const kd_backend *b, kd_shape ts, int out_h
     if (in_plane == 0 || planes == 0) return;
     int *src_w = kd_xmalloc(((size_t)out_w + 1) * sizeof *src_w);
     for (int j = 0; j < out_w; j++) src_w[j] = kd_nearest_src(j, ts.w, out_w);
-#pragma omp parallel for num_threads(NT((size_t)planes * out_plane)) schedule(static)
+#pragma omp parallel for num_threads(NT((size_t)planes * out_plane)) schedule(dynamic, 1)
     for (long p = 0; p < planes; p++) {
         float *tp = dtop + (size_t)p * in_plane;
         if (!accumulate) memset(tp, 0, in_plane * sizeof *tp);
