@@ -230,6 +230,7 @@ void kd_gfl_loss_compute(kd_gfl_loss *ls, kd_model *m, double P, double W, doubl
     const kd_level_geom *g = &ls->g;
     int N = ls->N, K = ls->K, R1 = ls->R + 1, RC = 4 * R1;
     double beta = m->cfg.bbox_head.loss_cls_beta;
+    int beta2 = beta == 2.0; /* GFL's value: powers by multiplication (the hot loop) */
     double wc = m->cfg.bbox_head.loss_cls_weight / (P + AVG_EPS);
     double wb = m->cfg.bbox_head.loss_bbox_weight / (1.0 + AVG_EPS) / W;
     double wd = m->cfg.bbox_head.loss_dfl_weight / (4.0 + AVG_EPS) / W;
@@ -304,8 +305,10 @@ void kd_gfl_loss_compute(kd_gfl_loss *ls, kd_model *m, double P, double W, doubl
                                (ad > 0 ? bce * beta * pow(ad, beta - 1) * sgn * sg * (1 - sg) : 0);
                     } else {
                         double bce = kd_bce_logits(x, 0.0f);
-                        loss = bce * pow(sg, beta);
-                        grad = sg * pow(sg, beta) + bce * beta * pow(sg, beta - 1) * sg * (1 - sg);
+                        double pb = beta2 ? (double)sg * sg : pow(sg, beta);          /* sg^beta */
+                        double pb1 = beta2 ? (double)sg : pow(sg, beta - 1);        /* sg^(beta-1) */
+                        loss = bce * pb;
+                        grad = sg * pb + bce * beta * pb1 * sg * (1 - sg);
                     }
                     sc += loss;
                     ls->dcls[l][o] = (float)(grad_scale * wc * grad);
