@@ -342,6 +342,8 @@ static void check_bn(kd_shape s, int relu, uint64_t sd)
     ON_BOTH(B->batch_norm_inf_bwd(B, s, 1e-5f, relu, P(x), P(y), P(g), P(rm), P(rv), P(gamma),
                                   NULL, 0, P(dgam), NULL));
     expect_close("bn dgamma with dx NULL", dgam, 2e-4, 1e-3);
+    ON_BOTH(B->batch_norm_inf_fwd(B, s, 1e-5f, relu, P(x), P(rm), P(rv), P(gamma), P(beta), P(x)));
+    expect_close("bn y in place", x, 1e-5, 1e-5);
     tp_free(&x), tp_free(&rm), tp_free(&rv), tp_free(&gamma), tp_free(&beta), tp_free(&y);
     tp_free(&g), tp_free(&dx), tp_free(&dx2), tp_free(&dgam), tp_free(&dbet);
 }
@@ -375,6 +377,8 @@ static void check_align(kd_shape s, uint64_t sd)
     expect_close("align dx accumulate", dx2, 2e-4, 1e-3);
     ON_BOTH(B->align_scale_bwd(B, s, P(x), P(mx), P(sx), P(st), P(g), P(g), 0)); /* dx == dy */
     expect_close("align dx in place", g, 2e-4, 1e-3);
+    ON_BOTH(B->align_scale_fwd(B, s, P(x), P(mt), P(st), P(x), P(mx), P(sx))); /* y == x */
+    expect_close("align y in place", x, 2e-4, 1e-3);
     tp_free(&x), tp_free(&mt), tp_free(&st), tp_free(&cm), tp_free(&cs), tp_free(&y);
     tp_free(&mx), tp_free(&sx), tp_free(&g), tp_free(&dx), tp_free(&dx2);
 }
