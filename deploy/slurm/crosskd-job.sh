@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # crosskd-job.sh — the body shared by the batch scripts in this folder (crosskd-1node.sbatch,
 # crosskd-multinode.sbatch, crosskd-array.sbatch). Sourced by them, never submitted itself.
 #

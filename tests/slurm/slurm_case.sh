@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# slurm_case.sh CASE TOP WORKER FINAL PROBE — one test of deploy/slurm/ on a real Slurm:
+# slurm_case.sh CASE TOP WORKER FINAL RESUME_RE PROBE — one test of deploy/slurm/ on a real Slurm:
 # a private one-node cluster (start_slurm.sh) that lives and dies with this test.
 #
 #   TOP     the crosskd checkout (deploy/slurm/ and tests/slurm/ are read from it)
 #   WORKER  the program the batch scripts run (CROSSKD_WORKER): the stand-in
 #           fake_worker.sh until the trainer lands, then crosskd-worker
 #   FINAL   the file, in a job's work dir, that holds the trained weights at the end
+#   RESUME_RE  extended regex of the worker's log line saying it resumed, %s = the step
+#           of the checkpoint iter_<step>.ckpt (looked for outside the batch script's lines)
 #   PROBE   a program that runs worker/dist.c's kd_dist_init (the mis-launch case)
 #
 # Cases:
@@ -22,15 +24,14 @@
 #       dir and row; task 1 is signalled and requeued alone.
 # Exit 0 pass, 1 fail, 77 skip (Slurm cannot run here; the reason is printed).
 set -u
-case_=${1:?case} top=${2:?top} worker=${3:?worker} final=${4:?final} probe=${5:?probe}
+case_=${1:?case} top=${2:?top} worker=${3:?worker} final=${4:?final} resume_re=${5:?resume_re} probe=${6:?probe}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # meson passes built programs relative to the build dir: jobs run elsewhere.
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 top=$(abs "$top") worker=$(abs "$worker") probe=$(abs "$probe")
 config=$here/tiny.yaml
-# How the worker says it resumed (iter_K.ckpt: the checkpoint it resumed from), looked for
-# in the job's log outside the batch script's own lines (which start with "crosskd-job[").
-resume_re='resum.*iter_%s\.ckpt'
+# Did the worker say it resumed from step K? (the batch script's own lines start with
+# "crosskd-job[" and are left out)
 resumed_from() {  # LOG K
   # shellcheck disable=SC2059
   grep -v '^crosskd-job\[' "$1" | grep -Eq "$(printf "$resume_re" "$2")"
@@ -106,9 +107,10 @@ requeue-srun|requeue-mpirun)
   b=$(submit --job-name=interrupted "${small[@]}" "$onenode" "$config" --set "train_cfg.max_iters=$n") || fail "sbatch"
   say "submitted $a (straight) and $b (interrupted), $n steps each, launcher $CROSSKD_LAUNCHER"
   wb=$tmp/work/interrupted
-  # Mid-run: once the first periodic checkpoint exists and a few more steps are done.
-  wait_until 60 test -e "$wb/iter_10.ckpt" || fail "job $b wrote no checkpoint within 60 s"
-  sleep 0.5
+  # Mid-run: once the first periodic checkpoint (step c) exists and a few more steps are done.
+  wait_until 60 test -s "$wb/latest" || fail "job $b wrote no checkpoint within 60 s"
+  c=$(cat "$wb/latest") c=${c#iter_} c=${c%.ckpt}
+  sleep 0.6
   is_state "$b" RUNNING || fail "job $b is $(state "$b") before the signal"
   scancel --batch --signal=USR1 "$b" || fail "scancel --batch --signal=USR1 $b"
   say "sent SIGUSR1 to the batch shell of $b"
@@ -116,7 +118,7 @@ requeue-srun|requeue-mpirun)
   ck=$(cat "$wb/latest")
   k=${ck#iter_} k=${k%.ckpt}
   say "job $b requeued (state $(state "$b")); latest checkpoint $ck"
-  [ "$k" -gt 10 ] && [ "$k" -lt "$n" ] || fail "checkpoint on the signal is at step $k, want 10 < step < $n"
+  [ "$k" -gt "$c" ] && [ "$k" -lt "$n" ] || fail "checkpoint on the signal is at step $k, want $c < step < $n"
   wait_until 90 is_done "$a" || fail "job $a did not end within 90 s"
   wait_until 90 is_done "$b" || fail "job $b did not end within 90 s"
   expect_completed "$a" 0
@@ -182,9 +184,11 @@ array)
   a=$(submit --array=0-2 "${small[@]}" "$array" "$config" --set train_cfg.max_iters=30) || fail "sbatch"
   say "submitted array $a (tasks 0-2)"
   w1=$tmp/work/crosskd-ablation/1
-  wait_until 60 test -e "$w1/iter_5.ckpt" || fail "array task 1 wrote no checkpoint within 60 s"
+  wait_until 60 test -s "$w1/latest" || fail "array task 1 wrote no checkpoint within 60 s"
   scancel --batch --signal=USR1 "${a}_1" || fail "scancel --batch --signal=USR1 ${a}_1"
   say "sent SIGUSR1 to task 1"
+  wait_until 30 restarts_at_least "${a}_1" 1 || fail "array task 1 was not requeued within 30 s"
+  ck=$(cat "$w1/latest") k=${ck#iter_} k=${k%.ckpt}
   for t in 0 1 2; do wait_until 90 is_done "${a}_$t" || fail "array task $t did not end within 90 s"; done
   for t in 0 1 2; do
     want=0; [ "$t" = 1 ] && want=1
@@ -195,12 +199,13 @@ array)
     grep -q "ablation row $t '$row'" "$w/logs/slurm-${a}_$t.log" || fail "array task $t did not run row $t ($row)"
   done
   grep -q "scontrol requeue ${a}_1" "$w1/logs/slurm-${a}_1.log" || fail "task 1 did not requeue itself alone"
+  resumed_from "$w1/logs/slurm-${a}_1.log" "$k" || fail "array task 1 did not resume from $ck"
   if [ "$final" = final_weights.txt ]; then  # the stand-in records the settings it got
     grep -q "model.kd_cfg.method=none" "$tmp/work/crosskd-ablation/0/$final" &&
       grep -q "reused_teacher_head_idx=0" "$tmp/work/crosskd-ablation/1/$final" &&
       grep -q "reused_teacher_head_idx=1" "$tmp/work/crosskd-ablation/2/$final" || fail "a task got the wrong row's settings"
   fi
-  say "ok: 3 array tasks completed in their own work dirs; task 1 requeued alone and resumed"
+  say "ok: 3 array tasks completed in their own work dirs; task 1 requeued alone and resumed from $ck"
   ;;
 
 *) echo "unknown case '$case_'"; exit 2 ;;
