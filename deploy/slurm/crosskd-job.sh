@@ -18,7 +18,7 @@
 #                signal: the worker asked for it) -> `scontrol requeue` of this job (array:
 #                of this array task only); Slurm starts the script again later (same job
 #                id, SLURM_RESTART_COUNT + 1) and step 2 resumes. After SIGTERM the job is
-#                requeued only if Slurm says it reached its time limit (state TIMEOUT):
+#                requeued only if Slurm says it reached its time limit (Reason=TimeLimit):
 #                otherwise SIGTERM means `scancel` (the user's wish) or a preemption (Slurm
 #                requeues a preempted --requeue job itself). Any other status ends the job
 #                with that status. If the worker is ended by a signal after SIGUSR1 (e.g.
@@ -182,8 +182,9 @@ kd_job_run() {
       # Open MPI reads the allocation (hosts, slots) from Slurm and starts its daemons with
       # srun; it forwards SIGUSR1 to every rank. When one rank exits non-zero (85 too) it
       # aborts the others: SIGTERM, then SIGKILL after odls_base_sigkill_timeout (1 s). The
-      # worker's ranks agree on the checkpoint before any of them exits, so that is fine;
-      # raising the timeout delays every such exit by about twice its value (measured).
+      # worker's ranks must agree that the checkpoint is on disk before any of them exits;
+      # then that is harmless. Raising the timeout delays every such exit by about twice
+      # its value (measured with Open MPI 4.1.4).
       cmd=(mpirun -np "$SLURM_NTASKS" --bind-to none "${extra[@]}" "$worker" "${args[@]}") ;;
     *) kd_die "CROSSKD_LAUNCHER='$launcher': use srun or mpirun" ;;
   esac
@@ -199,7 +200,6 @@ kd_job_run() {
   fi
   kd_say "launch: ${cmd[*]}"
 
-  # ---- run, forwarding the requeue signals ------------------------------------------------
   # ---- run, forwarding the requeue signals ------------------------------------------------
   if [ -n "$kd_sig" ]; then
     kd_say "SIG$kd_sig arrived before the worker started: not starting it"
