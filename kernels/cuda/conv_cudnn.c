@@ -21,7 +21,8 @@
  * first one, in that order, that (1) succeeded, (2) is DETERMINISTIC and reported with FMA
  * math, and (3) whose exact workspace under our descriptor fits the limit; then, if none
  * does, the first deterministic one with any math type; only then a non-deterministic one
- * (for backward data/filter, cuDNN's ALGO_0 and ALGO_3 use atomics). The workspace is one
+ * (backward data ALGO_0 and backward filter ALGO_0/ALGO_3 use atomics), with a warning in the
+ * log naming the shape. The workspace is one
  * grow-only scratch buffer shared by all convolutions (the stream serialises them).
  * Lookup is linear over the entries, as on the CPU.
  */
@@ -29,6 +30,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "proto/log.h"
 
 enum { CONV_FWD = 1, CONV_BWD_DATA = 2, CONV_BWD_WEIGHT = 3 };
 
@@ -143,6 +146,14 @@ static void choose_algo(kd_cuda_ctx *ctx, conv_entry *e)
             e->algo = c[i].algo;
             e->ws_bytes = bytes;
             e->deterministic = c[i].deterministic;
+            if (!e->deterministic) {
+                const kd_conv_desc *d = &e->key.d;
+                KD_WARN("cuDNN: no deterministic algorithm fits the workspace limit (%zu bytes) "
+                        "for convolution kind %d, x %dx%dx%dx%d, c_out %d, kernel %dx%d: using "
+                        "non-deterministic algorithm %d (raise CROSSKD_CUDNN_WORKSPACE_MB)",
+                        ctx->ws_limit, e->key.kind, d->x.n, d->x.c, d->x.h, d->x.w, d->c_out,
+                        d->kh, d->kw, e->algo);
+            }
             return;
         }
     const kd_conv_desc *d = &e->key.d;
