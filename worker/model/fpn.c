@@ -72,10 +72,10 @@ void kd_fpn_layout(kd_fpn *f, const kd_shape in_s[4], kd_plan *plan, int trainin
         f->out[i] = kd_plan_take(plan, kd_shape_elems(f->out_s[i]), -1);
     if (!training) return;
     for (int i = 0; i < f->num_outs; i++)
-        f->d_out[i] = kd_plan_take(plan, kd_shape_elems(f->out_s[i]), -1);
+        f->d_out[i] = kd_plan_take(plan, kd_shape_elems(f->out_s[i]), KD_PLAN_GRAD);
     for (int i = 0; i < f->n_in; i++) {
-        f->d_lat[i] = kd_plan_take(plan, kd_shape_elems(lat_s[i]), -1);
-        f->d_in[f->start + i] = kd_plan_take(plan, kd_shape_elems(in_s[f->start + i]), -1);
+        f->d_lat[i] = kd_plan_take(plan, kd_shape_elems(lat_s[i]), KD_PLAN_GRAD);
+        f->d_in[f->start + i] = kd_plan_take(plan, kd_shape_elems(in_s[f->start + i]), KD_PLAN_GRAD);
     }
 }
 

@@ -6,6 +6,9 @@
  * smaller batches fit the same views); pass 2 binds the views. Training mode keeps every
  * activation plus the gradient buffers (FPN level gradients, backbone stage gradients, the
  * head output gradients, four scratch buffers as large as the largest activation).
+ * The activation gradients and backward scratch (d_cls, d_reg, d_held, the FPN gradients,
+ * g[]) share memory with the forward-only temporaries of frozen stages: they hold data from
+ * the end of a forward to the end of the backward.
  * Inference mode (the frozen teacher, evaluation) shares intermediate buffers between
  * layers and keeps only the backbone stage outputs, the FPN outputs, the head outputs and
  * the held features. The peak per arena is logged at construction.
@@ -49,17 +52,17 @@ static void layout(kd_model *m, int n, int h, int w, kd_plan *plan)
                               : NULL;
             if (hold >= 0) m->held[l][t] = hold == 0 ? m->fpn.out[l] : a->out[hold - 1];
             if (training && hold >= 0)
-                m->d_held[l][t] = kd_plan_take(plan, hold == 0 ? kd_shape_elems(xs) : e, -1);
+                m->d_held[l][t] = kd_plan_take(plan, hold == 0 ? kd_shape_elems(xs) : e, KD_PLAN_GRAD);
         }
         m->cls[l] = kd_plan_take(plan, (size_t)n * hd->K * hw, -1);
         m->reg[l] = kd_plan_take(plan, (size_t)n * 4 * (hd->R + 1) * hw, -1);
         if (training) {
-            m->d_cls[l] = kd_plan_take(plan, (size_t)n * hd->K * hw, -1);
-            m->d_reg[l] = kd_plan_take(plan, (size_t)n * 4 * (hd->R + 1) * hw, -1);
+            m->d_cls[l] = kd_plan_take(plan, (size_t)n * hd->K * hw, KD_PLAN_GRAD);
+            m->d_reg[l] = kd_plan_take(plan, (size_t)n * 4 * (hd->R + 1) * hw, KD_PLAN_GRAD);
         }
     }
     if (plan && training) {
-        for (int i = 0; i < 4; i++) m->g[i] = kd_plan_take(plan, gmax, -1);
+        for (int i = 0; i < 4; i++) m->g[i] = kd_plan_take(plan, gmax, KD_PLAN_GRAD);
         m->scratch_elems = gmax;
     }
 }
@@ -99,6 +102,8 @@ kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
         bind.slot_off[s] = total;
         total += plan.slot_elems[s];
     }
+    bind.grad_off = persist; /* overlaps the forward-only slots */
+    if (persist + plan.grad_used > total) total = persist + plan.grad_used;
     m->arena_elems = total;
     m->arena = be->alloc(be, total * sizeof(float));
     be->zero(be, m->arena, total * sizeof(float));

@@ -85,10 +85,18 @@ typedef struct kd_plan {
     uintptr_t base;         /* 0 in the sizing pass */
     size_t used;            /* persistent elements taken so far */
     size_t slot_off[KD_PLAN_SLOTS], slot_elems[KD_PLAN_SLOTS];
+    size_t grad_off, grad_used; /* the backward-only region (KD_PLAN_GRAD) */
     size_t peak_elems;
 } kd_plan;
 
-/* A buffer of `elems` floats: slot < 0 persistent; slot >= 0 shared in inference mode. */
+/* Slot of the buffers only the loss and the backward write (activation gradients and
+ * scratch): in a training plan they are bump-allocated in a region that overlaps the shared
+ * forward-only slots, so they are valid from the end of a forward to the end of the
+ * backward. In an inference plan they are persistent. */
+#define KD_PLAN_GRAD (-2)
+
+/* A buffer of `elems` floats: slot -1 persistent; slot >= 0 shared in inference mode (or in
+ * a `share` stretch); KD_PLAN_GRAD the backward region. */
 float *kd_plan_take(kd_plan *p, size_t elems, int slot);
 
 /* ---- layers ---------------------------------------------------------------------------- */
@@ -195,7 +203,9 @@ typedef struct kd_model {
     kd_shape lvl_s[KD_MAX_LEVELS];   /* per level N, F, H, W */
     kd_gfl_tower_acts acts[KD_MAX_LEVELS][2];
     float *cls[KD_MAX_LEVELS], *reg[KD_MAX_LEVELS];     /* outputs */
-    float *d_cls[KD_MAX_LEVELS], *d_reg[KD_MAX_LEVELS]; /* their gradients (the loss writes) */
+    /* their gradients (the loss writes): like every activation gradient, valid from the end
+     * of a forward to the end of the backward (the memory is shared with forward temporaries) */
+    float *d_cls[KD_MAX_LEVELS], *d_reg[KD_MAX_LEVELS];
     float *held[KD_MAX_LEVELS][2];   /* held features (hold_idx >= 0) */
     float *d_held[KD_MAX_LEVELS][2]; /* their extra gradient (training, hold_idx >= 0) */
     int use_d_held;                  /* add d_held during backward (set by the caller) */

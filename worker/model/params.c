@@ -112,7 +112,10 @@ float *kd_plan_take(kd_plan *p, size_t elems, int slot)
 {
     elems = (elems + 15) & ~(size_t)15; /* 64-byte aligned views */
     size_t off;
-    if ((p->inference || p->share) && slot >= 0) {
+    if (slot == KD_PLAN_GRAD && !p->inference) {
+        off = p->grad_off + p->grad_used;
+        p->grad_used += elems;
+    } else if ((p->inference || p->share) && slot >= 0) {
         KD_CHECK(slot < KD_PLAN_SLOTS);
         if (elems > p->slot_elems[slot]) p->slot_elems[slot] = elems;
         off = p->slot_off[slot];
