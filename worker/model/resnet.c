@@ -140,7 +140,8 @@ void kd_resnet_layout(kd_resnet *r, int n, int h, int w, kd_plan *plan)
     r->pool_in = x;
     r->pool_out = kd_pool_out_shape(x, 3, 2, 1);
     if (plan) {
-        r->pool_y = kd_plan_take(plan, kd_shape_elems(r->pool_out), 3);
+        /* the first block's input: persistent when its weight gradient reads it */
+        r->pool_y = kd_plan_take(plan, kd_shape_elems(r->pool_out), lowest == 0 ? -1 : 3);
         r->pool_arg = (plan->inference || plan->share)
                           ? NULL
                           : (int32_t *)kd_plan_take(plan, kd_shape_elems(r->pool_out), -1);
