@@ -19,6 +19,18 @@
  *   weights.c / tensor_file.c   safetensors in and out with MMDetection key names.
  *   kd_model       model.c      construction, arena planning, forward, backward.
  *
+ * One training step (see tests/unit/model/test_train.c):
+ *     kd_model_forward -> kd_gfl_loss_prepare (local statistics) -> all-reduce of the
+ *     statistics (caller) -> kd_gfl_loss_normalisers -> kd_gfl_loss_compute (writes d_cls,
+ *     d_reg) -> kd_model_zero_grad -> kd_model_backward -> optimiser on params.data/grad/mom.
+ * CrossKD (crosskd.md §4; worked example: tests/unit/model/test_crosskd.c): the student is
+ * created with opts.hold_idx = idx and the teacher with opts.inference = 1 and the same idx;
+ * after both forwards, per level l and tower t: channel_stats(teacher->held[l][t]),
+ * align_scale_fwd(student->held[l][t]), ReLU when idx > 0, kd_gfl_tower_fwd(teacher head,
+ * first = idx) -> cross-head prediction; its backward is kd_gfl_tower_bwd(...,
+ * with_param_grads = 0), relu_bwd, align_scale_bwd into student->d_held[l][t]; then set
+ * student->use_d_held = 1 before kd_model_backward, which adds d_held at block idx.
+ *
  * Conventions: tensors are float32 NCHW device buffers reached only through kd_backend;
  * host arrays are named *_host. Parameter gradients accumulate (+=) and a NULL gradient
  * pointer skips them (the frozen teacher); activation gradients overwrite except at fan-in
