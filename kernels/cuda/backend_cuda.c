@@ -180,7 +180,7 @@ void kd_cuda_pinned_free(void *p)
 
 static void cuda_close(const kd_backend *b);
 
-static kd_cuda_ctx *cuda_ctx_checked(const kd_backend *b)
+kd_cuda_ctx *kd_cuda_ctx_checked(const kd_backend *b)
 {
     KD_CHECK(b != NULL && b->close == cuda_close, "(not a CUDA backend)");
     return kd_cuda_ctx_of(b);
@@ -188,14 +188,14 @@ static kd_cuda_ctx *cuda_ctx_checked(const kd_backend *b)
 
 void kd_cuda_upload_after_compute(const kd_backend *b)
 {
-    kd_cuda_ctx *ctx = cuda_ctx_checked(b);
+    kd_cuda_ctx *ctx = kd_cuda_ctx_checked(b);
     KD_CHECK_CUDA(cudaEventRecord(ctx->ev_compute, ctx->stream));
     KD_CHECK_CUDA(cudaStreamWaitEvent(ctx->copy_stream, ctx->ev_compute, 0));
 }
 
 void kd_cuda_upload(const kd_backend *b, void *dst_dev, const void *src_pinned, size_t bytes)
 {
-    kd_cuda_ctx *ctx = cuda_ctx_checked(b);
+    kd_cuda_ctx *ctx = kd_cuda_ctx_checked(b);
     if (!bytes) return;
     KD_CHECK_CUDA(cudaMemcpyAsync(dst_dev, src_pinned, bytes, cudaMemcpyHostToDevice,
                                   ctx->copy_stream));
@@ -204,22 +204,42 @@ void kd_cuda_upload(const kd_backend *b, void *dst_dev, const void *src_pinned, 
 
 void kd_cuda_upload_fence(const kd_backend *b)
 {
-    kd_cuda_ctx *ctx = cuda_ctx_checked(b);
+    kd_cuda_ctx *ctx = kd_cuda_ctx_checked(b);
     KD_CHECK_CUDA(cudaStreamWaitEvent(ctx->stream, ctx->ev_upload, 0));
 }
 
 void kd_cuda_upload_sync(const kd_backend *b)
 {
-    KD_CHECK_CUDA(cudaStreamSynchronize(cuda_ctx_checked(b)->copy_stream));
+    KD_CHECK_CUDA(cudaStreamSynchronize(kd_cuda_ctx_checked(b)->copy_stream));
 }
 
-void *kd_cuda_stream(const kd_backend *b) { return (void *)cuda_ctx_checked(b)->stream; }
+void *kd_cuda_stream(const kd_backend *b) { return (void *)kd_cuda_ctx_checked(b)->stream; }
 
-int kd_cuda_device(const kd_backend *b) { return cuda_ctx_checked(b)->device; }
+int kd_cuda_device(const kd_backend *b) { return kd_cuda_ctx_checked(b)->device; }
 
 size_t kd_cuda_conv_cache_entries(const kd_backend *b)
 {
-    return kd_cuda_conv_cache_count(cuda_ctx_checked(b));
+    return kd_cuda_conv_cache_count(kd_cuda_ctx_checked(b));
+}
+
+void kd_cuda_set_math(const kd_backend *b, kd_cuda_math math)
+{
+    KD_CHECK(math >= KD_CUDA_MATH_FP32 && math <= KD_CUDA_MATH_BF16, "(math mode %d)", (int)math);
+    kd_cuda_ctx_checked(b)->math = math; /* conv entries are keyed by it: nothing to flush */
+}
+
+kd_cuda_math kd_cuda_get_math(const kd_backend *b) { return kd_cuda_ctx_checked(b)->math; }
+
+kd_status kd_cuda_math_parse(const char *name, kd_cuda_math *out, kd_err *err)
+{
+    static const char *const names[] = {"fp32", "tf32", "fp16", "bf16"};
+    for (int i = 0; name && i < 4; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (kd_cuda_math)i;
+            return KD_OK;
+        }
+    return kd_errf(err, KD_EINVAL, "cuda math \"%s\": expected fp32, tf32, fp16 or bf16",
+                   name ? name : "(null)");
 }
 
 /* ---- open / close ----------------------------------------------------------------- */
@@ -242,6 +262,7 @@ static void cuda_close(const kd_backend *b)
         if (ctx->copy_stream) (void)cudaStreamDestroy(ctx->copy_stream);
         if (ctx->stream) (void)cudaStreamDestroy(ctx->stream);
         if (ctx->host_double) (void)cudaFreeHost(ctx->host_double);
+        if (ctx->host_int) (void)cudaFreeHost(ctx->host_int);
         free(ctx);
     }
     free((kd_backend *)b);
@@ -311,7 +332,9 @@ kd_status kd_cuda_backend_open(int threads, const kd_backend **out, kd_err *err)
                      cudaSuccess,
              "cuda: cannot create events: %s", cudaGetErrorString(ce));
     OPEN_TRY((ce = cudaHostAlloc((void **)&ctx->host_double, sizeof(double),
-                                 cudaHostAllocDefault)) == cudaSuccess,
+                                 cudaHostAllocDefault)) == cudaSuccess &&
+                 (ce = cudaHostAlloc((void **)&ctx->host_int, sizeof(int), cudaHostAllocDefault)) ==
+                     cudaSuccess,
              "cuda: cannot allocate pinned memory: %s", cudaGetErrorString(ce));
     OPEN_TRY((ds = cudnnCreate(&ctx->cudnn)) == CUDNN_STATUS_SUCCESS &&
                  (ds = cudnnSetStream(ctx->cudnn, ctx->stream)) == CUDNN_STATUS_SUCCESS,

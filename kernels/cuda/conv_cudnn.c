@@ -13,13 +13,16 @@
  * fraction of the graph API's code. The layout is NCHW: for float32 with FMA math the
  * NCHW kernels are cuDNN's reference path, and NHWC pays off only with tensor cores
  * (fp16/bf16/TF32), which this backend does not use yet.
- * Math: CUDNN_FMA_MATH on every descriptor, so no TF32 and no reduced precision: results
- * stay within the CPU tests' float tolerances.
+ * Math: CUDNN_FMA_MATH on every descriptor by default, so no TF32 and no reduced precision:
+ * results stay within the CPU tests' float tolerances. kd_cuda_set_math selects tensor-core
+ * math instead (TF32 through CUDNN_DEFAULT_MATH, fp16 through
+ * CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION; bf16 mode uses TF32 here); the mode is part of the
+ * cache key.
  *
  * Algorithm choice, once per (kind, shape), kept until the backend closes (the cache):
  * cuDNN's heuristics (cudnnGetConvolution*Algorithm_v7) rank the algorithms; we take the
- * first one, in that order, that (1) succeeded, (2) is DETERMINISTIC and reported with FMA
- * math, and (3) whose exact workspace under our descriptor fits the limit; then, if none
+ * first one, in that order, that (1) succeeded, (2) is DETERMINISTIC and reported with the
+ * mode's math type, and (3) whose exact workspace under our descriptor fits the limit; then, if none
  * does, the first deterministic one with any math type; only then a non-deterministic one
  * (backward data ALGO_0 and backward filter ALGO_0/ALGO_3 use atomics), with a warning in the
  * log naming the shape. The workspace is one
@@ -39,6 +42,7 @@ enum { CONV_FWD = 1, CONV_BWD_DATA = 2, CONV_BWD_WEIGHT = 3 };
 
 typedef struct conv_key {
     int kind;
+    int math; /* kd_cuda_math */
     kd_conv_desc d;
 } conv_key;
 
@@ -61,8 +65,20 @@ struct kd_cuda_conv_cache {
 typedef struct cand {
     int algo;
     cudnnStatus_t status;
-    int deterministic, fma;
+    int deterministic;
+    cudnnMathType_t math;
 } cand;
+
+/* The descriptor math type of a precision mode (kd_cuda.h). */
+static cudnnMathType_t math_type(int math)
+{
+    switch (math) {
+    case KD_CUDA_MATH_FP16: return CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    case KD_CUDA_MATH_TF32:
+    case KD_CUDA_MATH_BF16: return CUDNN_DEFAULT_MATH; /* TF32 tensor cores for float data */
+    default: return CUDNN_FMA_MATH;
+    }
+}
 
 static void entry_free(conv_entry *e)
 {
@@ -99,21 +115,21 @@ static int rank_algos(kd_cuda_ctx *ctx, const conv_entry *e, cand *out)
                                                               e->y, MAX_ALGOS, &got, p));
         for (int i = 0; i < got; i++)
             out[i] = (cand){(int)p[i].algo, p[i].status, p[i].determinism == CUDNN_DETERMINISTIC,
-                            p[i].mathType == CUDNN_FMA_MATH};
+                            p[i].mathType};
     } else if (e->key.kind == CONV_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t p[MAX_ALGOS];
         KD_CHECK_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             ctx->cudnn, e->w, e->y, e->conv, e->x, MAX_ALGOS, &got, p));
         for (int i = 0; i < got; i++)
             out[i] = (cand){(int)p[i].algo, p[i].status, p[i].determinism == CUDNN_DETERMINISTIC,
-                            p[i].mathType == CUDNN_FMA_MATH};
+                            p[i].mathType};
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t p[MAX_ALGOS];
         KD_CHECK_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             ctx->cudnn, e->x, e->y, e->conv, e->w, MAX_ALGOS, &got, p));
         for (int i = 0; i < got; i++)
             out[i] = (cand){(int)p[i].algo, p[i].status, p[i].determinism == CUDNN_DETERMINISTIC,
-                            p[i].mathType == CUDNN_FMA_MATH};
+                            p[i].mathType};
     }
     return got < 0 ? 0 : (got > MAX_ALGOS ? MAX_ALGOS : got);
 }
@@ -135,11 +151,12 @@ static void choose_algo(kd_cuda_ctx *ctx, conv_entry *e)
 {
     cand c[MAX_ALGOS];
     int n = rank_algos(ctx, e, c);
+    const cudnnMathType_t want = math_type(e->key.math);
     for (int pass = 0; pass < 3; pass++)
         for (int i = 0; i < n; i++) {
             if (c[i].status != CUDNN_STATUS_SUCCESS) continue;
             if (pass < 2 && !c[i].deterministic) continue;
-            if (pass == 0 && !c[i].fma) continue;
+            if (pass == 0 && c[i].math != want) continue;
             size_t bytes = 0;
             if (ws_size(ctx, e, c[i].algo, &bytes) != CUDNN_STATUS_SUCCESS) continue;
             if (bytes > ctx->ws_limit) continue;
@@ -184,7 +201,7 @@ static conv_entry *entry_build(kd_cuda_ctx *ctx, const conv_key *key)
     KD_CHECK_CUDNN(cudnnSetConvolution2dDescriptor(e->conv, d->pad_h, d->pad_w, d->stride_h,
                                                    d->stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
                                                    CUDNN_DATA_FLOAT));
-    KD_CHECK_CUDNN(cudnnSetConvolutionMathType(e->conv, CUDNN_FMA_MATH));
+    KD_CHECK_CUDNN(cudnnSetConvolutionMathType(e->conv, math_type(key->math)));
     /* cuDNN's output rule must be ours (floor), or every index below would be wrong */
     int on, oc, oh, ow;
     KD_CHECK_CUDNN(cudnnGetConvolution2dForwardOutputDim(e->conv, e->x, e->w, &on, &oc, &oh, &ow));
@@ -200,6 +217,7 @@ static conv_entry *entry_get(kd_cuda_ctx *ctx, int kind, const kd_conv_desc *d)
     conv_key key;
     memset(&key, 0, sizeof key);
     key.kind = kind;
+    key.math = (int)ctx->math;
     key.d = *d;
     key.d.has_bias = 0; /* the bias is not cuDNN's: one entry serves both */
     if (!ctx->conv_cache) {

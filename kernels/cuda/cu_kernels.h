@@ -36,6 +36,8 @@ cudaError_t kd_cu_scal(cudaStream_t s, size_t n, float alpha, float *x);
 cudaError_t kd_cu_add(cudaStream_t s, size_t n, const float *a, const float *b, float *y);
 /* C (m x n, row stride ldc) = beta * C, or 0 when beta == 0 (GEMM with k == 0). */
 cudaError_t kd_cu_gemm_beta(cudaStream_t s, int m, int n, float beta, float *c, int ldc);
+/* *flag = 1 if any of x[0..n) is Inf or NaN (flag untouched otherwise; clear it first). */
+cudaError_t kd_cu_flag_nonfinite(cudaStream_t s, size_t n, const float *x, int *flag);
 /* Conv bias: y[n, c, :] += bias[c] (set == 0), or = bias[c] / 0 when bias is NULL (set). */
 cudaError_t kd_cu_bias_add(cudaStream_t s, int n, int c, size_t hw, const float *bias,
                            float *y, int set);

@@ -32,15 +32,20 @@ typedef struct kd_cuda_ctx {
     cublasHandle_t cublas;
     kd_cuda_conv_cache *conv_cache;
     size_t ws_limit;            /* cuDNN workspace limit per convolution */
+    kd_cuda_math math;          /* matrix-engine precision (kd_cuda_set_math) */
     double *host_double;        /* pinned, receives sum() results */
+    int *host_int;              /* pinned, receives kd_cuda_all_finite's flag */
     void *scratch[KD_CUDA_SCRATCH_SLOTS];
     size_t scratch_bytes[KD_CUDA_SCRATCH_SLOTS];
 } kd_cuda_ctx;
 
 static inline kd_cuda_ctx *kd_cuda_ctx_of(const kd_backend *b) { return (kd_cuda_ctx *)b->ctx; }
+/* The context of b after checking that b is a CUDA backend (for the kd_cuda.h entry points). */
+kd_cuda_ctx *kd_cuda_ctx_checked(const kd_backend *b);
 
 /* Scratch slots. */
 enum { KD_CUDA_SLOT_WS = 0, KD_CUDA_SLOT_SUM = 1, KD_CUDA_SLOT_NORM = 2, KD_CUDA_SLOT_COPY = 3 };
+/* KD_CUDA_SLOT_SUM is also the flag of kd_cuda_all_finite (never used at the same time). */
 
 /* Device scratch of at least `bytes` in `slot` (256-byte aligned, contents undefined). */
 void *kd_cuda_scratch(kd_cuda_ctx *ctx, int slot, size_t bytes);

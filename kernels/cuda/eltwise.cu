@@ -1,6 +1,6 @@
 /* eltwise.cu — the CUDA backend's element-wise, row-wise and resampling kernels: fill,
- * BLAS-1 (axpy, scal, add), GEMM's k == 0 case, conv bias add, ReLU, sigmoid, Scale,
- * softmax / log-softmax over the last axis, max-pool and the FPN nearest upsample-add.
+ * BLAS-1 (axpy, scal, add), GEMM's k == 0 case, the non-finite check of loss scaling, conv
+ * bias add, ReLU, sigmoid, Scale, softmax / log-softmax over the last axis, max-pool and the FPN nearest upsample-add.
  *
  * Conventions (cu_kernels.h): launchers enqueue on the given stream and return
  * cudaGetLastError(); sizes of 0 launch nothing. The per-element math is kernels/kd_math.h
@@ -70,6 +70,15 @@ __global__ static void k_gemm_beta(int m, int n, float beta, float *c, int ldc)
     }
 }
 
+/* Every thread that sees a non-finite value stores 1: a benign race, the result is the same. */
+__global__ static void k_flag_nonfinite(size_t n, const float *x, int *flag)
+{
+    GRID_STRIDE(i, n)
+    {
+        if (!isfinite(x[i])) *flag = 1;
+    }
+}
+
 __global__ static void k_bias_add(size_t total, int c, size_t hw, const float *bias, float *y,
                                   int set)
 {
@@ -106,6 +115,11 @@ extern "C" cudaError_t kd_cu_gemm_beta(cudaStream_t s, int m, int n, float beta,
 {
     if (m <= 0 || n <= 0) return cudaSuccess;
     LAUNCH((size_t)m * n, k_gemm_beta, m, n, beta, c, ldc);
+}
+
+extern "C" cudaError_t kd_cu_flag_nonfinite(cudaStream_t s, size_t n, const float *x, int *flag)
+{
+    LAUNCH(n, k_flag_nonfinite, n, x, flag);
 }
 
 extern "C" cudaError_t kd_cu_bias_add(cudaStream_t s, int n, int c, size_t hw, const float *bias,

@@ -10,7 +10,8 @@
  *    that was current when it was opened. Operations are asynchronous except those that
  *    return data to the host (copy_to_host, sum) and copy_from_host, which waits until
  *    the source may be reused (use kd_cuda_upload for the fast path). b->sync waits for all.
- *  - Convolutions run through cuDNN with NCHW float32 descriptors and FMA math (no TF32),
+ *  - Convolutions run through cuDNN with NCHW float32 descriptors and, by default, FMA math
+ *    (no TF32; see kd_cuda_set_math for tensor-core modes),
  *    the algorithm chosen once per shape by cuDNN's heuristics among the DETERMINISTIC ones
  *    that fit the workspace limit (KD_CUDA_WS_LIMIT_DEFAULT, or CROSSKD_CUDNN_WORKSPACE_MB).
  */
@@ -67,5 +68,34 @@ void kd_cuda_upload_after_compute(const kd_backend *b);
 void kd_cuda_upload(const kd_backend *b, void *dst_dev, const void *src_pinned, size_t bytes);
 void kd_cuda_upload_fence(const kd_backend *b);
 void kd_cuda_upload_sync(const kd_backend *b);
+
+/* ---- mixed precision (issue #10 item 4): the math of the matrix engines ------------------
+ * Storage stays float32 everywhere (parameters, gradients, momentum, activations), so the
+ * weights the optimiser updates are fp32 masters and every accumulation is fp32; what the
+ * option changes is how cuBLAS GEMMs and cuDNN convolutions multiply:
+ *   FP32  FMA units only (the default; what the CPU-comparison tests hold to);
+ *   TF32  tensor cores with inputs rounded to TF32 (fp32 range, 10-bit mantissa);
+ *   FP16  inputs down-converted to fp16 on tensor cores (cuBLAS COMPUTE_32F_FAST_16F, cuDNN
+ *         TENSOR_OP_MATH_ALLOW_CONVERSION): gradients can underflow or overflow fp16, so
+ *         train with loss scaling (kernels/cuda/loss_scale.h and kd_cuda_all_finite);
+ *   BF16  cuBLAS in bf16 (COMPUTE_32F_FAST_16BF); cuDNN's legacy API has no fp32-to-bf16
+ *         conversion mode, so convolutions run in TF32 (bf16's exponent range, more
+ *         mantissa). No loss scaling needed.
+ * Convolution algorithm choices are cached per math mode. */
+typedef enum kd_cuda_math {
+    KD_CUDA_MATH_FP32 = 0,
+    KD_CUDA_MATH_TF32 = 1,
+    KD_CUDA_MATH_FP16 = 2,
+    KD_CUDA_MATH_BF16 = 3,
+} kd_cuda_math;
+
+void kd_cuda_set_math(const kd_backend *b, kd_cuda_math math);
+kd_cuda_math kd_cuda_get_math(const kd_backend *b);
+/* "fp32", "tf32", "fp16", "bf16" (a config value); anything else is an error naming them. */
+kd_status kd_cuda_math_parse(const char *name, kd_cuda_math *out, kd_err *err);
+
+/* 1 when every one of the elems floats at x is finite, 0 when one is Inf or NaN (the loss
+ * scaler's overflow check on the scaled gradients). Synchronises the compute stream. */
+int kd_cuda_all_finite(const kd_backend *b, const float *x, size_t elems);
 
 #endif

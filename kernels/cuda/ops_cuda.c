@@ -7,7 +7,9 @@
  * is the column-major M^T with the same ld, so C = op(A) op(B) is computed as
  * C^T = op(B)^T op(A)^T: cublasSgemm(opB, opA, n, m, k, B, ldb, A, lda, C, ldc)
  * (gemm_map.h, which the CPU test checks through a column-major cblas_sgemm). cuBLAS
- * runs with CUBLAS_DEFAULT_MATH (no TF32 for float), on the compute stream, host scalars.
+ * runs with CUBLAS_DEFAULT_MATH (no TF32 for float), on the compute stream, host scalars;
+ * under a reduced-precision math mode (kd_cuda_set_math) it is cublasGemmEx on the same
+ * float buffers with a FAST_TF32/16F/16BF compute type.
  * k == 0 is done by our own kernel (C = beta*C, 0 when beta == 0), as the CPU does.
  * Semantics, edge cases and argument checks are those of the CPU files in kernels/cpu/, file by file.
  */
@@ -34,9 +36,20 @@ void kd_cuda_gemm(const kd_backend *b, int trans_a, int trans_b, int m, int n, i
              "(gemm: lda %d ldb %d too small)", lda, ldb);
     kd_cuda_ctx *ctx = kd_cuda_ctx_of(b);
     kd_colmajor_gemm g = kd_gemm_row_to_col(trans_a, trans_b, m, n, k, a, lda, bm, ldb);
-    KD_CHECK_CUBLAS(cublasSgemm(ctx->cublas, g.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                g.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &alpha,
-                                g.first, g.ld_first, g.second, g.ld_second, &beta, c, ldc));
+    const cublasOperation_t op1 = g.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            op2 = g.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (ctx->math == KD_CUDA_MATH_FP32) {
+        KD_CHECK_CUBLAS(cublasSgemm(ctx->cublas, op1, op2, g.m, g.n, g.k, &alpha, g.first,
+                                    g.ld_first, g.second, g.ld_second, &beta, c, ldc));
+        return;
+    }
+    /* float storage, tensor-core math: inputs down-converted, fp32 accumulation */
+    const cublasComputeType_t ct = ctx->math == KD_CUDA_MATH_TF32   ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                   : ctx->math == KD_CUDA_MATH_FP16 ? CUBLAS_COMPUTE_32F_FAST_16F
+                                                                    : CUBLAS_COMPUTE_32F_FAST_16BF;
+    KD_CHECK_CUBLAS(cublasGemmEx(ctx->cublas, op1, op2, g.m, g.n, g.k, &alpha, g.first, CUDA_R_32F,
+                                 g.ld_first, g.second, CUDA_R_32F, g.ld_second, &beta, c,
+                                 CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
 }
 
 void kd_cuda_axpy(const kd_backend *b, size_t elems, float alpha, const float *x, float *y)
@@ -68,6 +81,19 @@ void kd_cuda_sum(const kd_backend *b, size_t elems, const float *x, double *out_
                                   ctx->stream));
     KD_CHECK_CUDA(cudaStreamSynchronize(ctx->stream));
     *out_host = *ctx->host_double;
+}
+
+int kd_cuda_all_finite(const kd_backend *b, const float *x, size_t elems)
+{
+    kd_cuda_ctx *ctx = kd_cuda_ctx_checked(b);
+    if (elems == 0) return 1;
+    int *flag = kd_cuda_scratch(ctx, KD_CUDA_SLOT_SUM, (KD_CU_SUM_BLOCKS + 1) * sizeof(double));
+    KD_CHECK_CUDA(cudaMemsetAsync(flag, 0, sizeof *flag, ctx->stream));
+    KD_CHECK_CUDA(kd_cu_flag_nonfinite(ctx->stream, elems, x, flag));
+    KD_CHECK_CUDA(cudaMemcpyAsync(ctx->host_int, flag, sizeof *flag, cudaMemcpyDeviceToHost,
+                                  ctx->stream));
+    KD_CHECK_CUDA(cudaStreamSynchronize(ctx->stream));
+    return *ctx->host_int == 0;
 }
 
 /* ---- normalisation ---------------------------------------------------------------------- */

@@ -3,7 +3,8 @@
  * the results are compared, on the shapes of tests/unit/kernels (including the zero sizes
  * and degenerate cases) plus one larger shape per family that spans many blocks. Also the
  * overwrite/accumulate and NULL-gradient semantics, in-place calls, the conv algorithm
- * cache, pinned uploads, and a one-rank NCCL communicator.
+ * cache, pinned uploads, a one-rank NCCL communicator, the tensor-core math modes (looser
+ * tolerances, stated there) and the non-finite check of loss scaling.
  *
  * Without a CUDA device (or driver) the program checks that kd_backend_open("cuda") says
  * "no CUDA device", prints "skipped: no CUDA device (...)" and exits 77 (meson: SKIP).
@@ -627,6 +628,73 @@ static void test_nccl_one_rank(void)
     KD_EXPECT(kd_nccl_finalize(nc, &err) == KD_OK);
 }
 
+/* Tensor-core math modes against the fp32 CPU: inputs lose mantissa bits (TF32 and fp16
+ * keep 10, bf16 7), so products carry ~eps relative error and a sum of k of them about
+ * eps*sqrt(k): tolerances 4*eps*sqrt(k) absolute, 4*eps relative. */
+static void test_math_modes(void)
+{
+    if (against_cpu) return;
+    kd_err err = {0};
+    kd_cuda_math m = KD_CUDA_MATH_FP32;
+    KD_EXPECT(kd_cuda_math_parse("bf16", &m, &err) == KD_OK && m == KD_CUDA_MATH_BF16);
+    KD_EXPECT(kd_cuda_math_parse("fp8", &m, &err) == KD_EINVAL);
+    KD_EXPECT_STR_CONTAINS(err.msg, "expected fp32, tf32, fp16 or bf16");
+    const kd_cuda_math modes[3] = {KD_CUDA_MATH_TF32, KD_CUDA_MATH_FP16, KD_CUDA_MATH_BF16};
+    const double eps[3] = {1.0 / 1024, 1.0 / 1024, 1.0 / 128};
+    const char *names[3] = {"tf32", "fp16", "bf16"};
+    for (int i = 0; i < 3; i++) {
+        kd_cuda_set_math(GPU, modes[i]);
+        KD_EXPECT(kd_cuda_get_math(GPU) == modes[i]);
+        seed(40 + (uint64_t)i);
+        int gm = 64, gn = 48, gk = 144;
+        tp a = tp_rand((size_t)gm * gk, -1, 1), bb = tp_rand((size_t)gk * gn, -1, 1),
+           c = tp_rand((size_t)gm * gn, -1, 1);
+        ON_BOTH(B->gemm(B, 0, 0, gm, gn, gk, 1.0f, P(a), gk, P(bb), gn, 0.5f, P(c), gn));
+        char what[64];
+        snprintf(what, sizeof what, "gemm in %s", names[i]);
+        expect_close(what, c, 4 * eps[i] * sqrt((double)gk), 4 * eps[i]);
+        kd_conv_desc d = desc(2, 16, 12, 10, 24, 3, 3, 1, 1, 1, 1, 1);
+        kd_shape ys = kd_conv_out_shape(&d);
+        size_t xn = kd_shape_elems(d.x), wn = (size_t)24 * 16 * 9, yn = kd_shape_elems(ys);
+        tp x = tp_rand(xn, -1, 1), w = tp_rand(wn, -0.5, 0.5), bias = tp_rand(24, -0.5, 0.5),
+           y = tp_const(yn, 0.f), g = tp_rand(yn, -1, 1), dx = tp_const(xn, 0.f),
+           dw = tp_const(wn, 0.f);
+        ON_BOTH(B->conv_fwd(B, &d, P(x), P(w), P(bias), P(y)));
+        ON_BOTH(B->conv_bwd_data(B, &d, P(g), P(w), P(dx), 0));
+        ON_BOTH(B->conv_bwd_weight(B, &d, P(x), P(g), P(dw), NULL));
+        double k_fwd = 16 * 9, k_dw = 2 * 12 * 10;
+        snprintf(what, sizeof what, "conv y in %s", names[i]);
+        expect_close(what, y, 4 * eps[i] * sqrt(k_fwd), 4 * eps[i]);
+        snprintf(what, sizeof what, "conv dx in %s", names[i]);
+        expect_close(what, dx, 4 * eps[i] * sqrt(24 * 9.0), 4 * eps[i]);
+        snprintf(what, sizeof what, "conv dw in %s", names[i]);
+        expect_close(what, dw, 4 * eps[i] * sqrt(k_dw), 4 * eps[i]);
+        tp_free(&a), tp_free(&bb), tp_free(&c), tp_free(&x), tp_free(&w), tp_free(&bias);
+        tp_free(&y), tp_free(&g), tp_free(&dx), tp_free(&dw);
+    }
+    kd_cuda_set_math(GPU, KD_CUDA_MATH_FP32);
+}
+
+static void test_all_finite(void)
+{
+    if (against_cpu) return;
+    seed(50);
+    size_t n = 1000003;
+    tp x = tp_rand(n, -1e30, 1e30);
+    KD_EXPECT(kd_cuda_all_finite(GPU, x.g, n) == 1);
+    KD_EXPECT(kd_cuda_all_finite(GPU, x.g, 0) == 1);
+    const float bad[2] = {NAN, INFINITY};
+    for (int i = 0; i < 2; i++) {
+        GPU->copy_from_host(GPU, x.g + n - 1 - (size_t)i * 500000, &bad[i], sizeof(float));
+        KD_EXPECT(kd_cuda_all_finite(GPU, x.g, n) == 0);
+        KD_EXPECT(kd_cuda_all_finite(GPU, x.g, n - 1 - (size_t)i * 500000) == 1);
+        float ok = 1.0f;
+        GPU->copy_from_host(GPU, x.g + n - 1 - (size_t)i * 500000, &ok, sizeof(float));
+    }
+    KD_EXPECT(kd_cuda_all_finite(GPU, x.g, n) == 1);
+    tp_free(&x);
+}
+
 static void test_select_device(void)
 {
     if (against_cpu) return;
@@ -684,6 +752,8 @@ int main(void)
     KD_TEST_RUN(test_upsample_add);
     KD_TEST_RUN(test_upload);
     KD_TEST_RUN(test_nccl_one_rank);
+    KD_TEST_RUN(test_math_modes);
+    KD_TEST_RUN(test_all_finite);
     KD_TEST_RUN(test_select_device);
     GPU->close(GPU);
     CPU->close(CPU);

@@ -8,7 +8,8 @@
  *    serially: GroupNorm, BatchNorm, channel statistics, align_scale, conv dbias, against
  *    the CPU backend with the tolerances of test_cuda_backend.c;
  *  - the row- to column-major GEMM mapping of the cuBLAS call (kernels/cuda/gemm_map.h)
- *    through a column-major cblas_sgemm, against the CPU backend's row-major GEMM.
+ *    through a column-major cblas_sgemm, against the CPU backend's row-major GEMM;
+ *  - the loss scaler of fp16 math (kernels/cuda/loss_scale.h): GradScaler's rule.
  * The CPU backend's "device" memory is host memory, so it runs on plain host arrays here.
  * What stays unchecked without a GPU: the launch code, cuDNN, cuBLAS and NCCL themselves.
  */
@@ -24,6 +25,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/cu_kernels.h"
 #include "kernels/cuda/gemm_map.h"
+#include "kernels/cuda/loss_scale.h"
 #include "kernels/cuda/pool_math.h"
 #include "kernels/cuda/reduce_math.h"
 
@@ -369,6 +371,26 @@ static void test_gather_logic(void)
     emulate_upsample((kd_shape){1, 3, 50, 42}, 100, 84, sd++);
 }
 
+static void test_loss_scaler(void)
+{
+    kd_loss_scaler s = kd_loss_scaler_default();
+    KD_EXPECT(s.scale == 65536.0f);
+    KD_EXPECT(kd_loss_scaler_update(&s, 1) == 32768.0f && s.good_steps == 0);
+    for (int i = 0; i < 1999; i++) kd_loss_scaler_update(&s, 0);
+    KD_EXPECT(s.scale == 32768.0f && s.good_steps == 1999);
+    KD_EXPECT(kd_loss_scaler_update(&s, 0) == 65536.0f && s.good_steps == 0);
+    for (int i = 0; i < 1000; i++) kd_loss_scaler_update(&s, 0);
+    KD_EXPECT(kd_loss_scaler_update(&s, 1) == 32768.0f && s.good_steps == 0); /* run reset */
+    for (int i = 0; i < 400; i++) kd_loss_scaler_update(&s, 1); /* never reaches 0 */
+    KD_EXPECT(s.scale > 0.0f);
+    s.scale = 3e38f;
+    s.good_steps = s.growth_interval - 1;
+    KD_EXPECT(kd_loss_scaler_update(&s, 0) == 3e38f); /* never reaches Inf */
+    kd_loss_scaler off = kd_loss_scaler_off();
+    for (int i = 0; i < 5000; i++) kd_loss_scaler_update(&off, i % 7 == 0);
+    KD_EXPECT(off.scale == 1.0f);
+}
+
 int main(void)
 {
     kd_err err = {0};
@@ -379,6 +401,7 @@ int main(void)
     KD_TEST_RUN(test_gather_logic);
     KD_TEST_RUN(test_reduce_logic);
     KD_TEST_RUN(test_gemm_mapping);
+    KD_TEST_RUN(test_loss_scaler);
     CPU->close(CPU);
     return kd_test_summary();
 }
