@@ -112,13 +112,18 @@ void kd_resnet_free(kd_resnet *r)
     r->blk = NULL;
 }
 
+/* Conv output in slot_c, BN output in slot_y. Where no backward follows (inference, or a
+ * shared stretch) and the two slots are equal, BN runs in place (backend.h allows it). */
 static kd_shape convbn_layout(kd_convbn *c, kd_shape x, kd_plan *plan, int slot_c, int slot_y)
 {
     c->d = (kd_conv_desc){x, c->cout, c->k, c->k, c->stride, c->stride, c->pad, c->pad, 0};
     kd_shape y = kd_conv_out_shape(&c->d);
     if (plan) {
         c->yc = kd_plan_take(plan, kd_shape_elems(y), slot_c);
-        c->y = kd_plan_take(plan, kd_shape_elems(y), slot_y);
+        if (slot_c == slot_y && slot_c >= 0 && (plan->inference || plan->share))
+            c->y = c->yc;
+        else
+            c->y = kd_plan_take(plan, kd_shape_elems(y), slot_y);
     }
     return y;
 }
@@ -136,7 +141,7 @@ void kd_resnet_layout(kd_resnet *r, int n, int h, int w, kd_plan *plan)
     int lowest = r->frozen < 0 ? -1 : lowest_trainable(r);
     kd_shape x = {n, 3, h, w};
     if (plan) plan->share = lowest >= 0;
-    x = convbn_layout(&r->stem, x, plan, 0, 1);
+    x = convbn_layout(&r->stem, x, plan, 1, 1);
     r->pool_in = x;
     r->pool_out = kd_pool_out_shape(x, 3, 2, 1);
     if (plan) {
@@ -161,9 +166,10 @@ void kd_resnet_layout(kd_resnet *r, int n, int h, int w, kd_plan *plan)
         kd_shape y = x;
         for (int k = 0; k < b->nconv; k++) {
             int last = k == b->nconv - 1;
-            y = convbn_layout(&b->c[k], y, plan, 0, last ? out_slot : (k % 2 ? 2 : 1));
+            int sy = last ? out_slot : (k % 2 ? 2 : 1);
+            y = convbn_layout(&b->c[k], y, plan, sy >= 0 ? sy : 0, sy);
         }
-        if (b->has_ds) convbn_layout(&b->ds, x, plan, 0, 1);
+        if (b->has_ds) convbn_layout(&b->ds, x, plan, 0, 0);
         x = y;
         in = b->c[b->nconv - 1].y;
         in_slot = out_slot; /* -1 (persistent): the next output may take either slot */
