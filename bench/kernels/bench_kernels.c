@@ -4,9 +4,10 @@
  * the machine's SGEMM peak (OpenBLAS sgemm on a large square) and PyTorch's time for the
  * same operation, both measured in this run (bench/kernels/bench_torch.py, started here).
  *
- * Every time is the best of --rounds rounds of --reps runs, each after a warm-up run; the
- * rounds alternate PyTorch and crosskd (the machine is shared, so the minimum over spread-out
- * runs is the least noisy estimate). Run from the repository root:
+ * PyTorch runs as a child process (bench_torch.py --serve) and every single run of ours
+ * alternates with a single run of PyTorch's on the same operation, so that both sides meet
+ * the same load on a shared machine; every time is the best of --rounds x --reps runs after
+ * a warm-up (the minimum is the least noisy estimate). Run from the repository root:
  *     build-kernels/bench/kernels/bench_kernels --threads 2 --rounds 3 --reps 5
  * Options: --threads N (0 = OMP_NUM_THREADS or all cores), --reps R, --rounds K, --quick
  * (small shapes, a smoke test), --no-torch, --torch PATH (the script; default
@@ -15,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -127,49 +130,55 @@ static void al_fb(void *v)
     a->b->align_scale_bwd(a->b, a->s, a->x, a->ms, a->ss, a->st, a->dy, a->dx, 0);
 }
 
-/* ---- PyTorch side ------------------------------------------------------------------- */
-#define MAX_KEYS 32
-static char torch_key[MAX_KEYS][48];
-static double torch_ms[MAX_KEYS];
-static int n_torch;
+/* ---- PyTorch side: bench_torch.py --serve as a child, one operation per request ------ */
+static FILE *torch_in, *torch_out;
+static pid_t torch_pid;
 
-static void run_torch(const char *script, int threads, int quick)
+static int torch_start(const char *script, int threads, int quick)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --threads %d --reps %d%s", script, threads,
-             reps, quick ? " --quick" : "");
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        fprintf(stderr, "bench: cannot run %s\n", cmd);
-        return;
+    int to_child[2], from_child[2];
+    if (pipe(to_child) != 0 || pipe(from_child) != 0) return -1;
+    torch_pid = fork();
+    if (torch_pid < 0) return -1;
+    if (torch_pid == 0) {
+        dup2(to_child[0], 0);
+        dup2(from_child[1], 1);
+        close(to_child[1]), close(from_child[0]);
+        char th[16];
+        snprintf(th, sizeof th, "%d", threads);
+        execl("/usr/bin/python3", "python3", script, "--serve", "--threads", th,
+              quick ? "--quick" : (char *)NULL, (char *)NULL);
+        _exit(127);
     }
-    char line[256], key[48];
+    close(to_child[0]), close(from_child[1]);
+    torch_in = fdopen(to_child[1], "w");
+    torch_out = fdopen(from_child[0], "r");
+    char line[256];
+    if (!torch_in || !torch_out || !fgets(line, sizeof line, torch_out) || strncmp(line, "ready", 5) != 0)
+        return -1;
+    return 0;
+}
+
+/* One run of `key` in PyTorch, in milliseconds (0 when the child is gone). */
+static double torch_once(const char *key)
+{
+    char line[256], k[64];
     double ms;
-    while (fgets(line, sizeof line, p)) {
-        if (sscanf(line, "%47s %lf", key, &ms) != 2) continue;
-        int i = 0;
-        while (i < n_torch && strcmp(torch_key[i], key) != 0) i++;
-        if (i == n_torch) {
-            if (n_torch == MAX_KEYS) continue;
-            snprintf(torch_key[n_torch], sizeof torch_key[n_torch], "%s", key);
-            torch_ms[n_torch++] = ms;
-        } else if (ms < torch_ms[i]) {
-            torch_ms[i] = ms; /* best over rounds */
-        }
-    }
-    if (pclose(p) != 0) fprintf(stderr, "bench: %s failed; PyTorch columns may be missing\n", cmd);
+    if (!torch_in || fprintf(torch_in, "%s\n", key) < 0 || fflush(torch_in) != 0) return 0.0;
+    if (!fgets(line, sizeof line, torch_out) || sscanf(line, "%63s %lf", k, &ms) != 2 || ms != ms)
+        return 0.0;
+    return ms;
 }
 
-static double torch_get(const char *key)
+static void torch_stop(void)
 {
-    for (int i = 0; i < n_torch; i++)
-        if (strcmp(torch_key[i], key) == 0) return torch_ms[i];
-    return 0.0;
+    if (torch_in) fclose(torch_in);
+    if (torch_out) fclose(torch_out);
+    if (torch_pid > 0) waitpid(torch_pid, NULL, 0);
 }
 
-static void row(const char *what, const char *shape, const char *key, double ms, double gflop)
+static void row(const char *what, const char *shape, double ms, double tms, double gflop)
 {
-    double tms = torch_get(key);
     char ours[32] = "-", pct[32] = "-", theirs[32] = "-", ratio[32] = "-", tms_s[32] = "-";
     if (gflop > 0) {
         snprintf(ours, sizeof ours, "%.1f", gflop / (ms * 1e-3));
@@ -189,7 +198,7 @@ typedef struct bench_case {
     double gflop;
     op_fn fn;
     void *ctx;
-    double best_ms;
+    double best_ms, torch_ms;
 } bench_case;
 
 #define MAX_CASES 16
@@ -203,7 +212,7 @@ static void add_case(const char *key, const char *name, const char *shape, doubl
     snprintf(c->key, sizeof c->key, "%s", key);
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->shape, sizeof c->shape, "%s", shape);
-    c->gflop = gflop, c->fn = fn, c->ctx = ctx, c->best_ms = 1e30;
+    c->gflop = gflop, c->fn = fn, c->ctx = ctx, c->best_ms = 1e30, c->torch_ms = 1e30;
 }
 
 int main(int argc, char **argv)
@@ -224,6 +233,16 @@ int main(int argc, char **argv)
     }
     if (reps < 1) reps = 1;
     if (rounds < 1) rounds = 1;
+    /* PyTorch's child first: fork before OpenBLAS and OpenMP have started their threads */
+    int want_threads = threads;
+    if (want_threads == 0) {
+        const char *e = getenv("OMP_NUM_THREADS");
+        want_threads = e && atoi(e) > 0 ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    }
+    if (torch && torch_start(script, want_threads, quick) != 0) {
+        fprintf(stderr, "bench: cannot start /usr/bin/python3 %s --serve; run with --no-torch\n", script);
+        return 1;
+    }
     const kd_backend *b;
     kd_err err;
     if (kd_backend_open("cpu", threads, &b, &err) != KD_OK) {
@@ -284,40 +303,52 @@ int main(int argc, char **argv)
     add_case("align_fwd", "align_scale (+ teacher stats) fwd", shape, 0, al_f, &a);
     add_case("align_fb", "align_scale (+ teacher stats) fwd+bwd", shape, 0, al_fb, &a);
 
-    /* Rounds alternate PyTorch and crosskd so that both sides meet the same quiet and busy
-     * moments of a shared machine; every figure is the best over all rounds and runs.
-     * PyTorch runs before our first OpenBLAS call in each round: forking after OpenBLAS has
-     * started its threads was seen to stall the OpenMP regions that follow. */
+    /* Each round measures the SGEMM peak, then for every case alternates single runs of
+     * PyTorch (the child) and crosskd, --reps times, so that both sides meet the same quiet
+     * and busy moments of a shared machine; every figure is the best over all runs. */
     double peak = 0.0;
     sgemm_ctx sg = {quick ? 512 : 3072, 0, 0, 0};
     size_t sn = (size_t)sg.n * sg.n;
     sg.a = dev_rand(b, sn, 1.f), sg.b = dev_rand(b, sn, 1.f), sg.c = dev_rand(b, sn, 1.f);
+    for (int i = 0; i < n_cases; i++) cases[i].fn(cases[i].ctx); /* warm-up */
     for (int r = 0; r < rounds; r++) {
-        if (torch) run_torch(script, b->threads, quick);
         double sg_ms = best_ms(run_sgemm, &sg);
         double p = 2.0 * sg.n * (double)sg.n * sg.n / (sg_ms * 1e-3) * 1e-9;
         if (p > peak) peak = p;
         /* OpenBLAS's threads spin for ~0.1 s after a call: let them sleep before timing */
         struct timespec pause = {0, 500 * 1000 * 1000};
         nanosleep(&pause, NULL);
-        for (int i = 0; i < n_cases; i++) {
-            double ms = best_ms(cases[i].fn, cases[i].ctx);
-            if (ms < cases[i].best_ms) cases[i].best_ms = ms;
-        }
+        for (int i = 0; i < n_cases; i++)
+            for (int k = 0; k < reps; k++) {
+                /* a short pause before each run: the other side's OpenMP threads spin for a
+                 * while after their last region and would slow the start of this one */
+                struct timespec gap = {0, 30 * 1000 * 1000};
+                if (torch) {
+                    nanosleep(&gap, NULL);
+                    double t = torch_once(cases[i].key);
+                    if (t > 0 && t < cases[i].torch_ms) cases[i].torch_ms = t;
+                }
+                nanosleep(&gap, NULL);
+                double t0 = now_s();
+                cases[i].fn(cases[i].ctx);
+                double ms = (now_s() - t0) * 1e3;
+                if (ms < cases[i].best_ms) cases[i].best_ms = ms;
+            }
         fprintf(stderr, "bench: round %d of %d done\n", r + 1, rounds);
     }
     sgemm_peak = peak;
     b->free(b, sg.a), b->free(b, sg.b), b->free(b, sg.c);
 
-    printf("crosskd CPU kernels, %d threads; every time is the best of %d rounds x %d runs "
-           "(after a warm-up run), PyTorch %s\n\n", b->threads, rounds, reps,
-           torch ? "measured in the same rounds" : "not run");
+    printf("crosskd CPU kernels, %d threads; every time is the best of %d rounds x %d runs after "
+           "a warm-up, PyTorch %s\n\n", b->threads, rounds, reps,
+           torch ? "runs alternating with ours" : "not run");
     printf("OpenBLAS SGEMM %dx%dx%d: %.1f GFLOP/s (the machine's measured peak)\n\n", sg.n, sg.n,
            sg.n, peak);
     printf("| operation | shape | crosskd ms | crosskd GFLOP/s | %% of SGEMM peak | PyTorch ms | PyTorch GFLOP/s | PyTorch ms / crosskd ms |\n");
     printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < n_cases; i++)
-        row(cases[i].name, cases[i].shape, cases[i].key, cases[i].best_ms, cases[i].gflop);
+        row(cases[i].name, cases[i].shape, cases[i].best_ms,
+            cases[i].torch_ms < 1e30 ? cases[i].torch_ms : 0.0, cases[i].gflop);
     printf("\nGFLOP/s counts 2*N*C_out*H_out*W_out*C_in*k*k per pass, three passes for fwd+bwd.\n");
 
     for (int i = 0; i < 3; i++)
@@ -328,5 +359,6 @@ int main(int argc, char **argv)
     b->free(b, a.x), b->free(b, a.t), b->free(b, a.mt), b->free(b, a.st), b->free(b, a.y),
         b->free(b, a.ms), b->free(b, a.ss), b->free(b, a.dy), b->free(b, a.dx);
     b->close(b);
+    torch_stop();
     return 0;
 }

@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """bench_torch.py -- PyTorch's side of bench/kernels/bench_kernels.c: the same operations on
-the same shapes, on the CPU with the same thread count. Prints one line per measurement,
-"<key> <best milliseconds>", the best of --reps runs after a warm-up, which the C program
-reads (it runs this script itself, so both sides are measured in the same run).
+the same shapes, on the CPU with the same thread count.
 
+Standalone it prints one line per measurement, "<key> <best milliseconds>", the best of
+--reps runs after a warm-up:
     /usr/bin/python3 bench/kernels/bench_torch.py --threads 2 --reps 5
+With --serve (how bench_kernels runs it) it sets every case up and warms it, prints
+"ready", then for each key read from stdin runs that operation once and prints
+"<key> <milliseconds>", so the C program can alternate single runs of both sides.
 """
 import argparse
+import sys
 import time
 
 import torch
@@ -16,13 +20,19 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=0)
 ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
+ap.add_argument("--serve", action="store_true", help="run single operations named on stdin")
 args = ap.parse_args()
 if args.threads > 0:
     torch.set_num_threads(args.threads)
 torch.manual_seed(0)
 
 
+CASES = {}
+
+
 def best_ms(fn, reps):
+    if args.serve:
+        return None
     fn()  # warm-up: primitive creation, allocations
     best = float("inf")
     for _ in range(reps):
@@ -30,6 +40,11 @@ def best_ms(fn, reps):
         fn()
         best = min(best, time.perf_counter() - t0)
     return best * 1e3
+
+
+def report(key, fn):
+    if not args.serve:
+        print(key, "%.3f" % best_ms(fn, args.reps), flush=True)
 
 
 def conv_case(key, n, c, h, w, co, k, stride, pad):
@@ -49,8 +64,9 @@ def conv_case(key, n, c, h, w, co, k, stride, pad):
         wg.grad = None
         F.conv2d(xg, wg, None, stride, pad).backward(g)
 
-    print(key + "_fwd", "%.3f" % best_ms(fwd, args.reps), flush=True)
-    print(key + "_fb", "%.3f" % best_ms(fwd_bwd, args.reps), flush=True)
+    CASES[key + "_fwd"], CASES[key + "_fb"] = fwd, fwd_bwd
+    report(key + "_fwd", fwd)
+    report(key + "_fb", fwd_bwd)
 
 
 def gn_relu(n, c, h, w, groups):
@@ -67,8 +83,9 @@ def gn_relu(n, c, h, w, groups):
         xg.grad = gg.grad = bg.grad = None
         F.relu(F.group_norm(xg, groups, gg, bg, 1e-5), inplace=True).backward(g)
 
-    print("gn_relu_fwd", "%.3f" % best_ms(fwd, args.reps), flush=True)
-    print("gn_relu_fb", "%.3f" % best_ms(fwd_bwd, args.reps), flush=True)
+    CASES["gn_relu_fwd"], CASES["gn_relu_fb"] = fwd, fwd_bwd
+    report("gn_relu_fwd", fwd)
+    report("gn_relu_fb", fwd_bwd)
 
 
 def align_scale(stu_feat, tea_feat):  # CrossKD's released code (crosskd_gfl.py)
@@ -97,8 +114,9 @@ def align(n, c, h, w):
         sg.grad = None
         align_scale(sg, t).backward(g)
 
-    print("align_fwd", "%.3f" % best_ms(fwd, args.reps), flush=True)
-    print("align_fb", "%.3f" % best_ms(fwd_bwd, args.reps), flush=True)
+    CASES["align_fwd"], CASES["align_fb"] = fwd, fwd_bwd
+    report("align_fwd", fwd)
+    report("align_fb", fwd_bwd)
 
 
 if args.quick:
@@ -113,3 +131,16 @@ else:
     conv_case("conv_res1x1", 2, 256, 200, 336, 64, 1, 1, 0)
     gn_relu(2, 256, 100, 152, 32)
     align(2, 256, 100, 152)
+
+if args.serve:
+    for fn in CASES.values():
+        fn()  # warm-up
+    print("ready", flush=True)
+    for line in sys.stdin:
+        key = line.strip()
+        if key not in CASES:
+            print(key, "nan", flush=True)
+            continue
+        t0 = time.perf_counter()
+        CASES[key]()
+        print(key, "%.3f" % ((time.perf_counter() - t0) * 1e3), flush=True)
