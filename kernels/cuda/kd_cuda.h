@@ -1,6 +1,7 @@
 /* kd_cuda.h — the public face of the CUDA backend (issue #10), beyond the kd_backend table:
  * opening it, choosing the GPU from the node-local rank, pinned host buffers and
- * asynchronous batch uploads on a copy stream that overlaps compute.
+ * asynchronous batch uploads on a copy stream that overlaps compute, and the mixed-precision
+ * option (math modes, the non-finite check of loss scaling). NCCL: nccl_comm.h.
  *
  * Conventions:
  *  - This header includes no CUDA header, so the worker can use it from plain C; streams
@@ -11,9 +12,9 @@
  *    return data to the host (copy_to_host, sum) and copy_from_host, which waits until
  *    the source may be reused (use kd_cuda_upload for the fast path). b->sync waits for all.
  *  - Convolutions run through cuDNN with NCHW float32 descriptors and, by default, FMA math
- *    (no TF32; see kd_cuda_set_math for tensor-core modes),
- *    the algorithm chosen once per shape by cuDNN's heuristics among the DETERMINISTIC ones
- *    that fit the workspace limit (KD_CUDA_WS_LIMIT_DEFAULT, or CROSSKD_CUDNN_WORKSPACE_MB).
+ *    (no TF32; kd_cuda_set_math selects tensor-core modes), the algorithm chosen once per
+ *    shape by cuDNN's heuristics among the DETERMINISTIC ones that fit the workspace limit
+ *    (KD_CUDA_WS_LIMIT_DEFAULT, or CROSSKD_CUDNN_WORKSPACE_MB in MiB).
  */
 #ifndef KD_KERNELS_CUDA_KD_CUDA_H
 #define KD_KERNELS_CUDA_KD_CUDA_H
