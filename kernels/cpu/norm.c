@@ -144,11 +144,23 @@ void kd_cpu_group_norm_bwd(const kd_backend *b, kd_shape s, int groups, int relu
         const size_t base = ((size_t)n * s.c + (size_t)g * cg) * hw;
         const float mu = mean[t], rs = rstd[t];
         double m1 = 0.0, m2 = 0.0; /* sums of gamma*dy' and gamma*dy'*xhat over the group */
+        /* With the ReLU and dx overwritten, pass 1 also stores the masked gradient dy' in dx,
+         * so pass 2 reads two arrays (x, dy') instead of three: the group's data then stays
+         * in the cache between the passes. */
+        const int stash = relu && dx && !accumulate;
         for (int j = 0; j < cg; j++) {
             const int c = g * cg + j;
             const size_t o = base + (size_t)j * hw;
             double a1, a2;
-            grad_sums(x + o, relu ? y + o : NULL, dy + o, hw, mu, relu, &a1, &a2);
+            if (stash) {
+                const float *yp = y + o, *dyp = dy + o;
+                float *dxp = dx + o;
+#pragma omp simd
+                for (size_t i = 0; i < hw; i++) dxp[i] = yp[i] > 0.0f ? dyp[i] : 0.0f;
+                grad_sums(x + o, NULL, dxp, hw, mu, 0, &a1, &a2);
+            } else {
+                grad_sums(x + o, relu ? y + o : NULL, dy + o, hw, mu, relu, &a1, &a2);
+            }
             sdy[(size_t)n * s.c + c] = a1;
             sdyxh[(size_t)n * s.c + c] = a2 * rs;
             double gc = gamma ? gamma[c] : 1.0;
@@ -167,11 +179,21 @@ void kd_cpu_group_norm_bwd(const kd_backend *b, kd_shape s, int groups, int relu
             const float a = rs * (gamma ? gamma[c] : 1.0f);
             const float *xp = x + o, *dyp = dy + o, *yp = relu ? y + o : NULL;
             float *dxp = dx + o;
+            if (stash || !relu) {
+                const float *gp = stash ? dxp : dyp;
+                if (accumulate) {
 #pragma omp simd
-            for (size_t i = 0; i < hw; i++) {
-                float g0 = relu ? (yp[i] > 0.0f ? dyp[i] : 0.0f) : dyp[i];
-                float v = a * g0 + B * xp[i] + C0;
-                dxp[i] = accumulate ? dxp[i] + v : v;
+                    for (size_t i = 0; i < hw; i++) dxp[i] += a * gp[i] + B * xp[i] + C0;
+                } else {
+#pragma omp simd
+                    for (size_t i = 0; i < hw; i++) dxp[i] = a * gp[i] + B * xp[i] + C0;
+                }
+            } else { /* relu with accumulate: mask from y */
+#pragma omp simd
+                for (size_t i = 0; i < hw; i++) {
+                    float g0 = yp[i] > 0.0f ? dyp[i] : 0.0f;
+                    dxp[i] += a * g0 + B * xp[i] + C0;
+                }
             }
         }
     }
