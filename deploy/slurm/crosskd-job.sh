@@ -4,8 +4,9 @@
 #
 # kd_job_run CONFIG [--set key=value ...] does, inside a Slurm allocation:
 #   1. work dir  $CROSSKD_WORK_DIR, else <root>/<job name> (array: <root>/<job name>/<task>)
-#                with <root> = $CROSSKD_WORK_ROOT, else <submit dir>/work_dirs. Checkpoints,
-#                the worker's own files and logs/slurm-<job>.log (this script's and every
+#                with <root> = $CROSSKD_WORK_ROOT, else <submit dir>/work_dirs. The worker's
+#                files (checkpoints/iter_<step>.ckpt + checkpoints/latest, logs, final
+#                weights, status socket) and logs/slurm-<job>.log (this script's and every
 #                rank's output, appended across requeues) go there.
 #   2. launch    one rank per task: srun --mpi=pmix (default) or mpirun (CROSSKD_LAUNCHER),
 #                `crosskd-worker CONFIG --set work_dir=<work dir> --set resume=auto [--set ...]`,
@@ -143,10 +144,12 @@ kd_job_run() {
   fi
   echo "$jobref" >"$work/slurm_job"
 
-  if [ -f "$work/latest" ]; then
-    kd_say "resume=auto: latest checkpoint is $(cat "$work/latest") in $work"
+  # The worker keeps its checkpoints in <work dir>/checkpoints/ (iter_<step>.ckpt, latest).
+  local ckdir=$work/checkpoints
+  if [ -f "$ckdir/latest" ]; then
+    kd_say "resume=auto: latest checkpoint is $(cat "$ckdir/latest") in $ckdir"
   else
-    kd_say "resume=auto: no checkpoint in $work yet, the worker starts fresh"
+    kd_say "resume=auto: no checkpoint in $ckdir yet, the worker starts fresh"
   fi
 
   # ---- the worker's command line ---------------------------------------------------------
@@ -245,7 +248,7 @@ kd_job_run() {
   fi
   kd_say "scontrol requeue $jobref"
   if timeout 60 scontrol requeue "$jobref"; then
-    kd_say "requeued: this job starts again later and resumes from $(cat "$work/latest" 2>/dev/null || echo 'the latest checkpoint')"
+    kd_say "requeued: this job starts again later and resumes from $(cat "$ckdir/latest" 2>/dev/null || echo 'the latest checkpoint')"
   else
     kd_say "scontrol requeue $jobref failed (job cancelled, or requeue disabled on this cluster): resubmit the same command to resume from $work"
   fi

@@ -16,12 +16,14 @@
 # - Rank from OMPI_COMM_WORLD_RANK / PMIX_RANK / SLURM_PROCID; world size from
 #   OMPI_COMM_WORLD_SIZE / SLURM_STEP_NUM_TASKS. Every rank steps; rank 0 alone writes.
 #   Like worker/dist.c it refuses a world size that differs from SLURM_NTASKS.
-# - Rank 0 writes iter_<step>.ckpt every `default_hooks.checkpoint.interval` steps
-#   (default 5; the real one counts epochs) atomically (tmp file, rename), then the
-#   `latest` pointer the same way, keeping the newest 3.
+# - Rank 0 writes <work_dir>/checkpoints/iter_<step>.ckpt every
+#   `default_hooks.checkpoint.interval` steps (default 5; the real one counts epochs)
+#   atomically (tmp file, rename), then the `latest` pointer the same way, keeping 3.
 # - SIGUSR1 or SIGTERM: at the next step boundary rank 0 writes a checkpoint, every rank
 #   exits 85 (KD_EXIT_REQUEUE) once it is on disk.
-# - After N steps rank 0 writes final_weights.txt (the run's result) and everyone exits 0.
+# - After N steps rank 0 writes <work_dir>/final_weights.txt (the run's result; the real
+#   worker writes final.safetensors) and everyone exits 0.
+# - The resume line: "resumed from <dir>/iter_<step>.ckpt: iteration <step>" (the real one's).
 # Seconds per step: CROSSKD_FAKE_STEP_SECONDS (default 0.2).
 set -u
 # Handlers first, as the real worker must: a signal before them would kill the process.
@@ -58,18 +60,19 @@ if [ -n "${SLURM_JOB_ID:-}" ] && [ -n "${SLURM_NTASKS:-}" ] && [ "$size" != "$SL
 fi
 say() { [ "$rank" -eq 0 ] && echo "fake_worker[$rank/$size]: $*"; return 0; }
 
-mkdir -p "$work_dir" || exit 1
+ck=$work_dir/checkpoints
+mkdir -p "$ck" || exit 1
 run_id=${SLURM_JOB_ID:-0}.${SLURM_RESTART_COUNT:-0}.${PPID}
 ack=$work_dir/.ckpt_on_signal.$run_id
 
 step=0 state=7
-if [ "$resume" = auto ] && [ -f "$work_dir/latest" ]; then
-  name=$(cat "$work_dir/latest")
-  f=$work_dir/$name
+if [ "$resume" = auto ] && [ -f "$ck/latest" ]; then
+  name=$(cat "$ck/latest")
+  f=$ck/$name
   if [ -f "$f" ] && [ "$(sed -n 1p "$f")" = "crosskd-fake-ckpt v1" ]; then
     step=$(sed -n 's/^step //p' "$f") state=$(sed -n 's/^state //p' "$f")
     case "$step$state" in ''|*[!0-9-]*) echo "fake_worker: checkpoint $f is corrupt" >&2; exit 1 ;; esac
-    say "resuming from $name (step $step)"
+    say "resumed from $f: iteration $step"
   else
     echo "fake_worker: 'latest' names '$name', which is missing or invalid" >&2
     exit 1
@@ -84,12 +87,12 @@ say "config $config, work_dir $work_dir, $max_iters steps${extra:+, settings:$ex
 
 save() {  # rank 0: iter_<step>.ckpt then latest, each via a temporary file and rename
   local name=iter_$step.ckpt
-  printf 'crosskd-fake-ckpt v1\nstep %s\nstate %s\n' "$step" "$state" >"$work_dir/$name.tmp" &&
-    mv -f "$work_dir/$name.tmp" "$work_dir/$name" &&
-    echo "$name" >"$work_dir/latest.tmp" && mv -f "$work_dir/latest.tmp" "$work_dir/latest" || return 1
+  printf 'crosskd-fake-ckpt v1\nstep %s\nstate %s\n' "$step" "$state" >"$ck/$name.tmp" &&
+    mv -f "$ck/$name.tmp" "$ck/$name" &&
+    echo "$name" >"$ck/latest.tmp" && mv -f "$ck/latest.tmp" "$ck/latest" || return 1
   # keep the newest 3
-  ls "$work_dir" | sed -n 's/^iter_\([0-9]*\)\.ckpt$/\1/p' | sort -n | head -n -3 |
-    while read -r s; do rm -f "$work_dir/iter_$s.ckpt"; done
+  ls "$ck" | sed -n 's/^iter_\([0-9]*\)\.ckpt$/\1/p' | sort -n | head -n -3 |
+    while read -r s; do rm -f "$ck/iter_$s.ckpt"; done
   say "saved checkpoint $name"
 }
 

@@ -19,7 +19,8 @@
 #       resumes; then `scancel` (SIGTERM with time left) must end it without a requeue.
 #   mislaunch   the probe started without srun/mpirun in a 2-task allocation fails with the
 #       world-size message; the same probe under the one-node script (srun, then mpirun)
-#       starts 2 ranks with node-local ranks 0 and 1.
+#       starts 2 ranks with node-local ranks 0 and 1; so does the multi-node script with
+#       --nodes=1 (the only node there is).
 #   array       the ablation array script, tasks 0-2, completes; each task has its own work
 #       dir and row; task 1 is signalled and requeued alone.
 # Exit 0 pass, 1 fail, 77 skip (Slurm cannot run here; the reason is printed).
@@ -98,6 +99,7 @@ expect_completed() {  # JOB RESTARTS
 
 onenode=$top/deploy/slurm/crosskd-1node.sbatch
 array=$top/deploy/slurm/crosskd-array.sbatch
+multinode=$top/deploy/slurm/crosskd-multinode.sbatch
 
 case "$case_" in
 requeue-srun|requeue-mpirun)
@@ -108,14 +110,14 @@ requeue-srun|requeue-mpirun)
   say "submitted $a (straight) and $b (interrupted), $n steps each, launcher $CROSSKD_LAUNCHER"
   wb=$tmp/work/interrupted
   # Mid-run: once the first periodic checkpoint (step c) exists and a few more steps are done.
-  wait_until 60 test -s "$wb/latest" || fail "job $b wrote no checkpoint within 60 s"
-  c=$(cat "$wb/latest") c=${c#iter_} c=${c%.ckpt}
+  wait_until 60 test -s "$wb/checkpoints/latest" || fail "job $b wrote no checkpoint within 60 s"
+  c=$(cat "$wb/checkpoints/latest") c=${c#iter_} c=${c%.ckpt}
   sleep 0.6
   is_state "$b" RUNNING || fail "job $b is $(state "$b") before the signal"
   scancel --batch --signal=USR1 "$b" || fail "scancel --batch --signal=USR1 $b"
   say "sent SIGUSR1 to the batch shell of $b"
   wait_until 30 restarts_at_least "$b" 1 || fail "job $b was not requeued within 30 s"
-  ck=$(cat "$wb/latest")
+  ck=$(cat "$wb/checkpoints/latest")
   k=${ck#iter_} k=${k%.ckpt}
   say "job $b requeued (state $(state "$b")); latest checkpoint $ck"
   [ "$k" -gt "$c" ] && [ "$k" -lt "$n" ] || fail "checkpoint on the signal is at step $k, want $c < step < $n"
@@ -139,8 +141,8 @@ timelimit)
   # Slurm sends the signal within ~30 s of the start (its timer runs every 30 s and may
   # fire up to 60 s early), at every start of this 1-minute job.
   resumed_latest() {
-    restarts_at_least "$a" 1 && is_state "$a" RUNNING && [ -f "$tmp/work/timelimit/latest" ] || return 1
-    ck=$(cat "$tmp/work/timelimit/latest") k=${ck#iter_} k=${k%.ckpt}
+    restarts_at_least "$a" 1 && is_state "$a" RUNNING && [ -f "$tmp/work/timelimit/checkpoints/latest" ] || return 1
+    ck=$(cat "$tmp/work/timelimit/checkpoints/latest") k=${ck#iter_} k=${k%.ckpt}
     resumed_from "$la" "$k"
   }
   wait_until 100 resumed_latest || fail "job $a was not requeued and resumed within 100 s: did Slurm send SIGUSR1?"
@@ -177,6 +179,12 @@ mislaunch)
     done
     say "ok: under the one-node script with $l: 2 ranks, local ranks 0 and 1"
   done
+  # The multi-node script on the one node there is (its body is the one-node script's).
+  b=$(CROSSKD_WORKER=$probe submit --job-name=launch-multi --nodes=1 "${small[@]}" "$multinode" "$config") || fail "sbatch"
+  wait_until 45 is_done "$b" || fail "job $b (multinode script) did not end within 45 s"
+  expect_completed "$b" 0
+  grep -q "rank 1 of 2 on .*, local rank 1 of 2" "$tmp/work/launch-multi/logs/slurm-$b.log" || fail "multinode script: no rank 1 of 2"
+  say "ok: the multi-node script (--nodes=1 here) starts 2 ranks"
   ;;
 
 array)
@@ -184,11 +192,11 @@ array)
   a=$(submit --array=0-2 "${small[@]}" "$array" "$config" --set train_cfg.max_iters=30) || fail "sbatch"
   say "submitted array $a (tasks 0-2)"
   w1=$tmp/work/crosskd-ablation/1
-  wait_until 60 test -s "$w1/latest" || fail "array task 1 wrote no checkpoint within 60 s"
+  wait_until 60 test -s "$w1/checkpoints/latest" || fail "array task 1 wrote no checkpoint within 60 s"
   scancel --batch --signal=USR1 "${a}_1" || fail "scancel --batch --signal=USR1 ${a}_1"
   say "sent SIGUSR1 to task 1"
   wait_until 30 restarts_at_least "${a}_1" 1 || fail "array task 1 was not requeued within 30 s"
-  ck=$(cat "$w1/latest") k=${ck#iter_} k=${k%.ckpt}
+  ck=$(cat "$w1/checkpoints/latest") k=${ck#iter_} k=${k%.ckpt}
   for t in 0 1 2; do wait_until 90 is_done "${a}_$t" || fail "array task $t did not end within 90 s"; done
   for t in 0 1 2; do
     want=0; [ "$t" = 1 ] && want=1
