@@ -335,6 +335,11 @@ int kd_trainer_run(const kd_trainer_args *a)
     kd_signals_install();
     const char *device = a->cfg->device == KD_DEVICE_CUDA ? "cuda" : "cpu";
     kd_status st = open_run_dir(t, &err);
+    /* The CUDA backend exists (kernels/cuda) but the step's gradient all-reduce and SGD
+     * still run on host memory: refuse rather than crash on a GPU. */
+    if (!st && a->cfg->device == KD_DEVICE_CUDA)
+        st = kd_errf(&err, KD_EUNSUPPORTED, "device: cuda: training on GPUs needs the NCCL gradient path and a "
+                                            "device-side SGD, which the trainer does not have yet; use device: cpu");
     if (!st) st = kd_backend_open(device, default_threads(a), &t->be, &err);
     if (!st) KD_INFO("rank %d of %d on %s, device %s with %d threads; config %s", t->d->rank, t->d->size,
                      t->d->host, t->be->name, t->be->threads, a->config_path);
