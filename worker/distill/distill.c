@@ -1,0 +1,258 @@
+/* distill.c — the distiller (distill.h): creation from the config, the frozen teacher, and
+ * one step's KD losses shared by the prediction-level methods.
+ *
+ * Teacher: an inference-mode kd_model (opts.inference = 1) planned for the student's
+ * largest batch, holding the post-ReLU output of head block idx per level and tower when the
+ * method needs it (crosskd.md §4.1). Its parameters live in a parameter-only arena that no
+ * optimiser, gradient all-reduce or checkpoint sees.
+ *
+ * The shared prediction losses (crosskd.md §5.2), on "source" predictions X (the cross-head
+ * outputs for crosskd, the student's own for pred_mimic) against the teacher's T:
+ *   loss_cls_kd = w_cls * sum_l sum_{valid a} sum_c BCE(Xc, sigma(Tc)) |sigma(Xc) - sigma(Tc)|^beta
+ *                 / (P + eps)
+ *   loss_reg_kd = w_reg * sum_l sum_a r_a sum_{4 sides} T^2 KL(softmax(Tr/T) || softmax(Xr/T))
+ *                 / (4 + eps) / R,   r_a = max_c sigma(Tc) on valid anchors, R = sum_a r_a
+ * with eps = FLT_EPSILON, P the reduced QFL normaliser and R local (0 when R is 0).
+ *
+ * Conflict ratio (paper Fig. 3, log_conflict_ratio): over this rank's valid anchors, an
+ * anchor is a target conflict when some class c has |sigma(Tc) - y_c| > conflict_threshold,
+ * with y_c = 1 for the class of an anchor the student's ATSS assigned positive and 0
+ * otherwise; the ratio is conflicting anchors / positive anchors (NaN without positives).
+ */
+#include "worker/distill/distill_internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/log.h"
+
+#define AVG_EPS ((double)FLT_EPSILON)
+#define MAX_IMAGES 64
+
+float *kd_dbuf_get(const kd_backend *be, kd_dbuf *b, size_t elems)
+{
+    if (elems > b->cap) {
+        be->free(be, b->p);
+        b->p = be->alloc(be, elems * sizeof(float));
+        b->cap = elems;
+    }
+    return b->p;
+}
+
+float *kd_hbuf_get(kd_hbuf *b, size_t elems)
+{
+    if (elems > b->cap) {
+        free(b->p);
+        b->p = kd_xmalloc(elems * sizeof(float));
+        b->cap = elems;
+    }
+    return b->p;
+}
+
+float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t elems)
+{
+    float *h = kd_hbuf_get(b, elems ? elems : 1);
+    d->be->copy_to_host(d->be, h, dev, elems * sizeof(float));
+    return h;
+}
+
+int kd_distill_student_hold_idx(const kd_model_cfg *cfg)
+{
+    return cfg->kd_cfg.method == KD_KD_CROSSKD ? (int)cfg->kd_cfg.reused_teacher_head_idx : -1;
+}
+
+static kd_status check_options(const kd_config *cfg, kd_err *err)
+{
+    static const char *const names[] = {"none", "crosskd", "pred_mimic", "ld", "pkd", "rm_pfi", "bckd"};
+    const kd_model_cfg *m = &cfg->model;
+    int method = m->kd_cfg.method;
+    if (method != KD_KD_CROSSKD && method != KD_KD_PRED_MIMIC)
+        return kd_errf(err, KD_EINVAL, "model.kd_cfg.method: '%s' is not implemented yet (crosskd and pred_mimic are)",
+                       names[method]);
+    if (m->kd_cfg.loss_feat_kd_weight != 0)
+        return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: PKD is not implemented yet (set it to 0)");
+    if (m->kd_cfg.adapter)
+        return kd_errf(err, KD_EINVAL, "model.kd_cfg.adapter: the 1x1 adapter is not implemented yet (heads must match)");
+    if (m->kd_cfg.reused_teacher_head_idx > m->bbox_head.stacked_convs)
+        return kd_errf(err, KD_EINVAL, "model.kd_cfg.reused_teacher_head_idx %lld exceeds bbox_head.stacked_convs %lld",
+                       m->kd_cfg.reused_teacher_head_idx, m->bbox_head.stacked_convs);
+    if (m->bbox_head.reg_max + 1 > 64)
+        return kd_errf(err, KD_EINVAL, "bbox_head.reg_max %lld: distillation supports at most 63", m->bbox_head.reg_max);
+    if (!cfg->teacher_config[0]) return kd_errf(err, KD_EINVAL, "teacher_config: distillation needs the teacher's config");
+    return KD_OK;
+}
+
+/* Teacher and student must agree where the method feeds one into the other. */
+static kd_status check_pair(const kd_model_cfg *s, const kd_model_cfg *t, int method, int idx, const char *tpath,
+                            kd_err *err)
+{
+    const char *what = NULL;
+    if (t->bbox_head.num_classes != s->bbox_head.num_classes) what = "bbox_head.num_classes";
+    else if (t->bbox_head.reg_max != s->bbox_head.reg_max) what = "bbox_head.reg_max";
+    else if (t->neck.num_outs != s->neck.num_outs) what = "neck.num_outs";
+    else if (t->bbox_head.strides.n != s->bbox_head.strides.n) what = "bbox_head.anchor_generator.strides";
+    else if (method == KD_KD_CROSSKD) {
+        if (t->bbox_head.stacked_convs != s->bbox_head.stacked_convs) what = "bbox_head.stacked_convs";
+        else if (idx > 0 && t->bbox_head.feat_channels != s->bbox_head.feat_channels)
+            what = "bbox_head.feat_channels (CrossKD feeds student head features to the teacher's blocks)";
+        else if (idx == 0 && t->neck.out_channels != s->neck.out_channels)
+            what = "neck.out_channels (CrossKD with index 0 feeds the student's FPN features to the teacher's head)";
+    }
+    if (what) return kd_errf(err, KD_EINVAL, "%s: the teacher's %s differs from the student's", tpath, what);
+    return KD_OK;
+}
+
+kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const char *config_path,
+                              const char *teacher_ckpt, const kd_model *student, kd_distiller **out,
+                              kd_err *err)
+{
+    *out = NULL;
+    if (check_options(cfg, err)) return err->code;
+    const kd_model_cfg *m = &cfg->model;
+    if (student->opts.max_n > MAX_IMAGES)
+        return kd_errf(err, KD_EINVAL, "distillation supports at most %d images per rank", MAX_IMAGES);
+    char tpath[2 * KD_CFG_STR_BYTES];
+    const char *slash = config_path ? strrchr(config_path, '/') : NULL;
+    if (cfg->teacher_config[0] != '/' && slash)
+        snprintf(tpath, sizeof tpath, "%.*s/%s", (int)(slash - config_path), config_path, cfg->teacher_config);
+    else
+        snprintf(tpath, sizeof tpath, "%s", cfg->teacher_config);
+    const char *ckpt = teacher_ckpt ? teacher_ckpt : cfg->teacher_ckpt;
+    if (!ckpt[0]) return kd_errf(err, KD_EINVAL, "teacher_ckpt: distillation needs the teacher's weights");
+    kd_distiller *d = kd_xcalloc(1, sizeof *d);
+    d->be = be;
+    d->method = m->kd_cfg.method;
+    d->idx = (int)m->kd_cfg.reused_teacher_head_idx;
+    d->w_cls = (float)m->kd_cfg.loss_cls_kd_weight;
+    d->beta = (float)m->kd_cfg.loss_cls_kd_beta;
+    d->w_reg = (float)m->kd_cfg.loss_reg_kd_weight;
+    d->T = (float)m->kd_cfg.loss_reg_kd_T;
+    d->log_conflict = m->kd_cfg.log_conflict_ratio;
+    d->conflict_thr = (float)m->kd_cfg.conflict_threshold;
+    d->tcfg = kd_xcalloc(1, sizeof *d->tcfg);
+    kd_status st = kd_options_load(d->tcfg, tpath, NULL, 0, err);
+    if (!st) st = check_pair(m, &d->tcfg->model, d->method, d->idx, tpath, err);
+    kd_model_opts to = {student->opts.max_n, student->opts.max_h, student->opts.max_w, 1,
+                        d->method == KD_KD_CROSSKD ? d->idx : -1};
+    if (!st) st = kd_model_create(be, &d->tcfg->model, &to, &d->teacher, err);
+    if (!st) st = kd_model_load(d->teacher, ckpt, err);
+    if (st) {
+        kd_distiller_destroy(d);
+        return st;
+    }
+    d->K = (int)m->bbox_head.num_classes;
+    d->R1 = (int)m->bbox_head.reg_max + 1;
+    KD_INFO("distillation: %s, teacher GFL ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
+            d->method == KD_KD_CROSSKD ? "CrossKD" : "prediction mimicking", d->tcfg->model.backbone.depth, tpath,
+            ckpt, d->teacher->params.total_elems, (double)kd_model_activation_bytes(d->teacher) / (1 << 20));
+    *out = d;
+    return KD_OK;
+}
+
+void kd_distiller_destroy(kd_distiller *d)
+{
+    if (!d) return;
+    kd_crosskd_free(d);
+    for (int l = 0; l < KD_MAX_LEVELS; l++) {
+        kd_hbuf *hb[] = {&d->tc[l], &d->tr[l], &d->sc[l], &d->sr[l], &d->dc[l], &d->dr[l], &d->r[l]};
+        for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]->p);
+    }
+    kd_dbuf *db[] = {&d->dev_grad, &d->s0, &d->s1, &d->dal};
+    for (size_t i = 0; i < sizeof db / sizeof db[0]; i++) d->be->free(d->be, db[i]->p);
+    kd_model_destroy(d->teacher);
+    free(d->tcfg);
+    free(d);
+}
+
+const kd_model *kd_distiller_teacher(const kd_distiller *d) { return d->teacher; }
+
+const float *kd_distiller_cross(const kd_distiller *d, int level, int tower)
+{
+    return d->method == KD_KD_CROSSKD ? d->x[level][tower].pred.p : NULL;
+}
+
+kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n, int h, int w, kd_err *err)
+{
+    return kd_model_forward(d->teacher, img, n, h, w, err);
+}
+
+/* Valid extents per level and image (MMDetection's valid flags for each image's pad shape)
+ * and host copies of the teacher's outputs. */
+static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
+{
+    kd_level_geom_of(st, &d->g);
+    d->L = d->g.L;
+    int div = (int)st->cfg.data_preprocessor.pad_size_divisor;
+    for (int l = 0; l < d->L; l++) {
+        for (int i = 0; i < st->n; i++) {
+            int ph = (gts[i].img_h + div - 1) / div * div, pw = (gts[i].img_w + div - 1) / div * div;
+            int vh = (int)ceil(ph / d->g.stride[l]), vw = (int)ceil(pw / d->g.stride[l]);
+            d->vh[l][i] = vh < d->g.h[l] ? vh : d->g.h[l];
+            d->vw[l][i] = vw < d->g.w[l] ? vw : d->g.w[l];
+        }
+        size_t hw = (size_t)d->g.h[l] * d->g.w[l];
+        kd_distill_to_host(d, &d->tc[l], d->teacher->cls[l], (size_t)st->n * d->K * hw);
+        kd_distill_to_host(d, &d->tr[l], d->teacher->reg[l], (size_t)st->n * 4 * d->R1 * hw);
+    }
+}
+
+static double conflict_ratio(const kd_distiller *d, int n, const kd_gfl_loss *ls)
+{
+    double conflicts = 0, positives = 0;
+    for (int i = 0; i < n; i++) {
+        const int *label = kd_gfl_loss_assigned(ls, i);
+        for (int l = 0; l < d->L; l++) {
+            size_t hw = (size_t)d->g.h[l] * d->g.w[l];
+            for (int y = 0; y < d->vh[l][i]; y++)
+                for (int x = 0; x < d->vw[l][i]; x++) {
+                    size_t pos = (size_t)y * d->g.w[l] + x;
+                    int lab = label[d->g.off[l] + pos];
+                    positives += lab >= 0;
+                    for (int c = 0; c < d->K; c++) {
+                        float t = kd_sigmoid(d->tc[l].p[((size_t)i * d->K + c) * hw + pos]);
+                        if (fabsf(t - (c == lab ? 1.0f : 0.0f)) > d->conflict_thr) {
+                            conflicts++;
+                            break;
+                        }
+                    }
+                }
+        }
+    }
+    return positives > 0 ? conflicts / positives : NAN;
+}
+
+/* The shared prediction losses on d->sc / d->sr, gradients into d->dc / d->dr. */
+static void pred_losses(kd_distiller *d, int n, double P, kd_distill_terms *out)
+{
+    double R = 0;
+    for (int l = 0; l < d->L; l++) {
+        size_t hw = (size_t)d->g.h[l] * d->g.w[l];
+        memset(kd_hbuf_get(&d->dc[l], (size_t)n * d->K * hw), 0, (size_t)n * d->K * hw * sizeof(float));
+        memset(kd_hbuf_get(&d->dr[l], (size_t)n * 4 * d->R1 * hw), 0, (size_t)n * 4 * d->R1 * hw * sizeof(float));
+        kd_kd_level lv = {n, d->g.h[l], d->g.w[l], d->vh[l], d->vw[l]};
+        R += kd_teacher_score_level(&lv, d->K, d->tc[l].p, kd_hbuf_get(&d->r[l], (size_t)n * hw));
+    }
+    double cs = d->w_cls / (P + AVG_EPS), rs = R > 0 ? d->w_reg / (4.0 + AVG_EPS) / R : 0;
+    for (int l = 0; l < d->L; l++) {
+        kd_kd_level lv = {n, d->g.h[l], d->g.w[l], d->vh[l], d->vw[l]};
+        if (d->w_cls != 0) out->loss_cls_kd += kd_kdqfl_level(&lv, d->K, d->sc[l].p, d->tc[l].p, d->beta, cs, d->dc[l].p);
+        if (d->w_reg != 0 && rs != 0)
+            out->loss_reg_kd += kd_kl_reg_level(&lv, d->R1, d->sr[l].p, d->tr[l].p, d->r[l].p, d->T, 0, rs, d->dr[l].p);
+    }
+}
+
+void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_image_gt *gts, const kd_gfl_loss *ls,
+                          double P, kd_distill_terms *out)
+{
+    memset(out, 0, sizeof *out);
+    out->conflict_ratio = NAN;
+    prepare(d, student, gts);
+    if (d->method == KD_KD_CROSSKD) kd_crosskd_forward(d, student);
+    else kd_pred_mimic_sources(d, student);
+    pred_losses(d, student->n, P, out);
+    if (d->method == KD_KD_CROSSKD) kd_crosskd_backward(d, student);
+    else kd_pred_mimic_backward(d, student);
+    if (d->log_conflict && ls) out->conflict_ratio = conflict_ratio(d, student->n, ls);
+}

@@ -1,0 +1,66 @@
+/* distill.h — the distiller: what the trainer, the inspector and the tests call to add a
+ * distillation method (model.kd_cfg.method) to a GFL student's training step.
+ *
+ * A distiller owns the frozen teacher (an inference-mode kd_model: no gradient or momentum
+ * arenas, activations shared except its outputs and held features; weights from
+ * teacher_ckpt, architecture from the model section of teacher_config; never saved with the
+ * student) and the method's workspace. Per step, after the student's forward and
+ * kd_gfl_loss_compute (which overwrites the student's d_cls / d_reg):
+ *
+ *   kd_distiller_teacher_forward(d, img, n, h, w)    teacher on the same batch tensor
+ *   kd_distiller_compute(d, student, gts, ls, P, &terms)
+ *       KD losses (values in terms, already weighted and normalised) and their gradients:
+ *       crosskd   -> the student's held-feature gradient (student->d_held, use_d_held = 1):
+ *                    cross-head backward through the teacher's layers (input gradients only)
+ *       pred_mimic-> added to the student's d_cls / d_reg
+ *   kd_model_backward(student)
+ *
+ * Normalisers (crosskd.md §5.2, §5.4): the classification KD divides by P, the QFL's
+ * normaliser (mean over ranks of the positives, so the caller passes the reduced value);
+ * the regression KD divides by R, the sum of the teacher's max class probabilities over this
+ * rank's valid anchors (local, not reduced). So no statistics beyond the detection loss's
+ * are reduced, and the compute is a single phase after the all-reduce of [num_pos, W].
+ *
+ * Methods (kd_kd_method) implemented: crosskd, pred_mimic. The others (ld, pkd, rm_pfi,
+ * bckd), a non-zero loss_feat_kd.loss_weight and adapter: true are refused at creation with
+ * a "not implemented yet" error naming the key.
+ */
+#ifndef KD_DISTILL_H
+#define KD_DISTILL_H
+
+#include "worker/model/model.h"
+#include "worker/options.h"
+
+/* KD loss terms of one step under MMDetection's log names (0 when a term is off). */
+typedef struct kd_distill_terms {
+    double loss_cls_kd, loss_reg_kd;
+    double conflict_ratio; /* NaN unless model.kd_cfg.log_conflict_ratio */
+} kd_distill_terms;
+
+typedef struct kd_distiller kd_distiller;
+
+/* The hold_idx the student must be created with for cfg's method (-1: none). */
+int kd_distill_student_hold_idx(const kd_model_cfg *cfg);
+
+/* Checks the method and options, loads the teacher architecture from cfg->teacher_config
+ * (relative to the directory of config_path unless absolute) and its weights from
+ * teacher_ckpt (or cfg->teacher_ckpt when NULL), planned for the student's largest batch.
+ * Errors name the file or key. */
+kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const char *config_path,
+                              const char *teacher_ckpt, const kd_model *student,
+                              kd_distiller **out, kd_err *err);
+void kd_distiller_destroy(kd_distiller *d);
+
+kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n, int h, int w,
+                                       kd_err *err);
+/* gts: the batch's images (valid areas); ls: the student's loss after compute (its
+ * assignment feeds the conflict ratio); P: the reduced QFL normaliser. */
+void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_image_gt *gts,
+                          const kd_gfl_loss *ls, double P, kd_distill_terms *out);
+
+const kd_model *kd_distiller_teacher(const kd_distiller *d);
+/* crosskd: the cross-head prediction of level l and tower t (device, the teacher's cls or
+ * reg output shape) of the last compute; NULL for other methods. */
+const float *kd_distiller_cross(const kd_distiller *d, int level, int tower);
+
+#endif

@@ -1,0 +1,68 @@
+/* distill_internal.h — the distiller's state, shared by its files:
+ *   distill.c     creation (method checks, teacher), the step's dispatch, host copies of the
+ *                 teacher outputs, valid extents, the shared prediction-level KD losses
+ *   crosskd.c     the cross-head branch: forward and its input-gradient-only backward
+ *   pred_mimic.c  the same KD losses on the student's own predictions
+ *   kd_losses.c   the loss loops (kd_losses.h)
+ * Host arrays end in _h; device buffers are reached through the backend only.
+ */
+#ifndef KD_DISTILL_INTERNAL_H
+#define KD_DISTILL_INTERNAL_H
+
+#include "worker/distill/distill.h"
+#include "worker/distill/kd_losses.h"
+
+/* A growable device buffer. */
+typedef struct kd_dbuf {
+    float *p;
+    size_t cap;
+} kd_dbuf;
+
+/* A growable host buffer. */
+typedef struct kd_hbuf {
+    float *p;
+    size_t cap;
+} kd_hbuf;
+
+float *kd_dbuf_get(const kd_backend *be, kd_dbuf *b, size_t elems);
+float *kd_hbuf_get(kd_hbuf *b, size_t elems);
+
+/* One level and tower of the cross-head branch. */
+typedef struct kd_cross_lt {
+    kd_shape hs;                 /* held-feature shape */
+    kd_dbuf al, stats, acts, pred;
+    kd_gfl_tower_acts a;
+} kd_cross_lt;
+
+struct kd_distiller {
+    const kd_backend *be;
+    int method, idx;
+    float w_cls, beta, w_reg, T;
+    int log_conflict;
+    float conflict_thr;
+    kd_config *tcfg;
+    kd_model *teacher;
+    int L, K, R1;
+    kd_level_geom g;
+    /* per level: valid extents per image, host copies (teacher, source predictions) and the
+     * gradients of the source predictions */
+    int vh[KD_MAX_LEVELS][64], vw[KD_MAX_LEVELS][64];
+    kd_hbuf tc[KD_MAX_LEVELS], tr[KD_MAX_LEVELS], sc[KD_MAX_LEVELS], sr[KD_MAX_LEVELS];
+    kd_hbuf dc[KD_MAX_LEVELS], dr[KD_MAX_LEVELS], r[KD_MAX_LEVELS];
+    kd_dbuf dev_grad, s0, s1, dal;
+    kd_cross_lt x[KD_MAX_LEVELS][2];
+};
+
+/* distill.c: copy a level's (N, C, H, W) device tensor to a host buffer. */
+float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t elems);
+
+/* crosskd.c */
+void kd_crosskd_forward(kd_distiller *d, const kd_model *st);
+void kd_crosskd_backward(kd_distiller *d, kd_model *st);
+void kd_crosskd_free(kd_distiller *d);
+
+/* pred_mimic.c */
+void kd_pred_mimic_sources(kd_distiller *d, const kd_model *st);
+void kd_pred_mimic_backward(kd_distiller *d, kd_model *st);
+
+#endif

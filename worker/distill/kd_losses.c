@@ -1,0 +1,74 @@
+/* kd_losses.c — host loops of the shared KD losses (kd_losses.h) over one FPN level.
+ *
+ * Conventions: tensors are the head outputs in (N, C, H, W), read on the host; anchor
+ * (i, y, x) is valid when y < vh[i] and x < vw[i]; losses are accumulated in double, element
+ * math in float (kd_losses.h, shared with a future device version); gradients accumulate.
+ */
+#include "worker/distill/kd_losses.h"
+
+#include <math.h>
+
+static int valid_at(const kd_kd_level *lv, int i, int y, int x) { return y < lv->vh[i] && x < lv->vw[i]; }
+
+double kd_kdqfl_level(const kd_kd_level *lv, int K, const float *x, const float *t, float beta,
+                      double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (int y = 0; y < lv->H; y++)
+            for (int xx = 0; xx < lv->W; xx++) {
+                if (!valid_at(lv, i, y, xx)) continue;
+                size_t pos = (size_t)y * lv->W + xx;
+                for (int c = 0; c < K; c++) {
+                    size_t k = ((size_t)i * K + c) * hw + pos;
+                    float d;
+                    sum += kd_kdqfl_elem(x[k], kd_sigmoid(t[k]), beta, &d);
+                    if (dx) dx[k] += (float)(scale * d);
+                }
+            }
+    return sum * scale;
+}
+
+double kd_teacher_score_level(const kd_kd_level *lv, int K, const float *t_cls, float *r)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (int y = 0; y < lv->H; y++)
+            for (int xx = 0; xx < lv->W; xx++) {
+                size_t pos = (size_t)y * lv->W + xx, a = (size_t)i * hw + pos;
+                if (!valid_at(lv, i, y, xx)) {
+                    r[a] = 0;
+                    continue;
+                }
+                float m = -INFINITY;
+                for (int c = 0; c < K; c++) m = fmaxf(m, t_cls[((size_t)i * K + c) * hw + pos]);
+                r[a] = kd_sigmoid(m);
+                sum += r[a];
+            }
+    return sum;
+}
+
+double kd_kl_reg_level(const kd_kd_level *lv, int R1, const float *x, const float *t,
+                       const float *w, float T, int mean, double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    float tmp[3 * 64];
+    if (R1 > 64) return NAN; /* reg_max is checked at configuration (<= 63) */
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (int y = 0; y < lv->H; y++)
+            for (int xx = 0; xx < lv->W; xx++) {
+                size_t pos = (size_t)y * lv->W + xx;
+                float wa = w ? w[(size_t)i * hw + pos] : (float)valid_at(lv, i, y, xx);
+                if (wa == 0.0f) continue;
+                for (int s = 0; s < 4; s++) {
+                    size_t k = ((size_t)i * 4 * R1 + (size_t)s * R1) * hw + pos;
+                    float kl = kd_kl_row(x + k, t + k, hw, R1, T, mean, (float)(scale * wa),
+                                         dx ? dx + k : NULL, tmp);
+                    sum += (double)wa * kl;
+                }
+            }
+    return sum * scale;
+}
