@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# slurm_case.sh CASE TOP WORKER FINAL RESUME_RE PROBE — one test of deploy/slurm/ on a real Slurm:
+# slurm_case.sh CASE TOP WORKER FINAL RESUME_RE PROBE REAL_WORKER GEN — one test of
+# deploy/slurm/ on a real Slurm:
 # a private one-node cluster (start_slurm.sh) that lives and dies with this test.
 #
 #   TOP     the crosskd checkout (deploy/slurm/ and tests/slurm/ are read from it)
@@ -8,7 +9,10 @@
 #   FINAL   the file, in a job's work dir, that holds the trained weights at the end
 #   RESUME_RE  extended regex of the worker's log line saying it resumed, %s = the step
 #           of the checkpoint iter_<step>.ckpt (looked for outside the batch script's lines)
-#   PROBE   a program that runs worker/dist.c's kd_dist_init (the mis-launch case)
+#   PROBE   a program that runs worker/dist.c's kd_dist_init and prints each rank's
+#           world and local rank (launch checks)
+#   REAL_WORKER  crosskd-worker (the mis-launch case always uses the real one)
+#   GEN     crosskd-gen, which makes the tiny dataset tiny.yaml trains on
 #
 # Cases:
 #   requeue-srun, requeue-mpirun  two jobs of the one-node script with 2 tasks: one runs
@@ -17,8 +21,8 @@
 #       that checkpoint and end with the same final weights.
 #   timelimit   Slurm itself sends --signal=B:USR1@50 to a 1-minute job: it requeues and
 #       resumes; then `scancel` (SIGTERM with time left) must end it without a requeue.
-#   mislaunch   the probe started without srun/mpirun in a 2-task allocation fails with the
-#       world-size message; the same probe under the one-node script (srun, then mpirun)
+#   mislaunch   crosskd-worker started without srun/mpirun in a 2-task allocation fails with
+#       the world-size message; the same probe under the one-node script (srun, then mpirun)
 #       starts 2 ranks with node-local ranks 0 and 1; so does the multi-node script with
 #       --nodes=1 (the only node there is).
 #   array       the ablation array script, tasks 0-2, completes; each task has its own work
@@ -26,10 +30,11 @@
 # Exit 0 pass, 1 fail, 77 skip (Slurm cannot run here; the reason is printed).
 set -u
 case_=${1:?case} top=${2:?top} worker=${3:?worker} final=${4:?final} resume_re=${5:?resume_re} probe=${6:?probe}
+real_worker=${7:?real_worker} gen=${8:?gen}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # meson passes built programs relative to the build dir: jobs run elsewhere.
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
-top=$(abs "$top") worker=$(abs "$worker") probe=$(abs "$probe")
+top=$(abs "$top") worker=$(abs "$worker") probe=$(abs "$probe") real_worker=$(abs "$real_worker") gen=$(abs "$gen")
 config=$here/tiny.yaml
 # Did the worker say it resumed from step K? (the batch script's own lines start with
 # "crosskd-job[" and are left out)
@@ -69,6 +74,11 @@ say "slurm up: $(sinfo -h -N -o '%N %t %c CPUs %G')"
 
 mkdir -p "$tmp/submit" "$tmp/work"
 cd "$tmp/submit" || exit 1
+"$gen" --out "$tmp/data" --seed 0 --train 16 --val 4 --size-min 64 --size-max 96 --categories 2 \
+  --objects-max 3 --no-progress >/dev/null || fail "crosskd-gen failed"
+data=(--set "data_root=$tmp/data")
+# The stand-in worker's step time (the real one takes ~0.05 s per step here).
+export CROSSKD_FAKE_STEP_SECONDS=0.05
 export CROSSKD_WORKER=$worker CROSSKD_WORK_ROOT=$tmp/work CROSSKD_HOME=$top
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader,tcp
@@ -104,9 +114,9 @@ multinode=$top/deploy/slurm/crosskd-multinode.sbatch
 case "$case_" in
 requeue-srun|requeue-mpirun)
   export CROSSKD_LAUNCHER=${case_#requeue-}
-  n=40
-  a=$(submit --job-name=straight "${small[@]}" "$onenode" "$config" --set "train_cfg.max_iters=$n") || fail "sbatch"
-  b=$(submit --job-name=interrupted "${small[@]}" "$onenode" "$config" --set "train_cfg.max_iters=$n") || fail "sbatch"
+  n=160
+  a=$(submit --job-name=straight "${small[@]}" "$onenode" "$config" "${data[@]}" --set "train_cfg.max_iters=$n") || fail "sbatch"
+  b=$(submit --job-name=interrupted "${small[@]}" "$onenode" "$config" "${data[@]}" --set "train_cfg.max_iters=$n") || fail "sbatch"
   say "submitted $a (straight) and $b (interrupted), $n steps each, launcher $CROSSKD_LAUNCHER"
   wb=$tmp/work/interrupted
   # Mid-run: once the first periodic checkpoint (step c) exists and a few more steps are done.
@@ -135,7 +145,7 @@ requeue-srun|requeue-mpirun)
   ;;
 
 timelimit)
-  a=$(submit --job-name=timelimit --time=1 --signal=B:USR1@50 "${small[@]}" "$onenode" "$config" --set train_cfg.max_iters=100000) || fail "sbatch"
+  a=$(submit --job-name=timelimit --time=1 --signal=B:USR1@50 "${small[@]}" "$onenode" "$config" "${data[@]}" --set train_cfg.max_iters=100000000) || fail "sbatch"
   say "submitted $a: --time=1 --signal=B:USR1@50, a run far longer than the limit"
   la=$tmp/work/timelimit/logs/slurm-$a.log
   # Slurm sends the signal within ~30 s of the start (its timer runs every 30 s and may
@@ -163,10 +173,10 @@ timelimit)
   ;;
 
 mislaunch)
-  a=$(submit --job-name=mislaunch --ntasks=2 --output=mislaunch-%j.out --wrap "exec '$probe'") || fail "sbatch"
+  a=$(submit --job-name=mislaunch --ntasks=2 --output=mislaunch-%j.out --wrap "exec '$real_worker' '$config' --set 'data_root=$tmp/data'") || fail "sbatch"
   wait_until 30 is_done "$a" || fail "job $a did not end within 30 s"
   out=$tmp/submit/mislaunch-$a.out
-  [ "$(state "$a")" = FAILED ] || fail "probe started without a launcher in a 2-task job: job $(state "$a"), want FAILED"
+  [ "$(state "$a")" = FAILED ] || fail "crosskd-worker started without a launcher in a 2-task job: job $(state "$a"), want FAILED"
   grep -q "MPI world size is 1 but Slurm allocated 2 tasks (SLURM_NTASKS)" "$out" || fail "no clear world-size message"
   say "ok: mis-launch refused: $(grep -m1 'world size' "$out")"
   for l in srun mpirun; do
@@ -188,8 +198,9 @@ mislaunch)
   ;;
 
 array)
-  export CROSSKD_FAKE_STEP_SECONDS=0.2
-  a=$(submit --array=0-2 "${small[@]}" "$array" "$config" --set train_cfg.max_iters=30) || fail "sbatch"
+  # Rows 1-2 distil: the teacher is the same tiny model (no weights: a random teacher).
+  a=$(submit --array=0-2 "${small[@]}" "$array" "$config" "${data[@]}" --set teacher_config=tiny.yaml \
+      --set train_cfg.max_iters=120) || fail "sbatch"
   say "submitted array $a (tasks 0-2)"
   w1=$tmp/work/crosskd-ablation/1
   wait_until 60 test -s "$w1/checkpoints/latest" || fail "array task 1 wrote no checkpoint within 60 s"
