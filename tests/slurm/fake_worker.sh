@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fake_worker.sh — a stand-in for crosskd-worker that keeps the worker's contract with the
-# Slurm batch scripts (deploy/slurm/), so they can be tested on a real Slurm before the
-# trainer exists. It trains nothing: its "weights" are a hash chain, one link per step,
+# Slurm batch scripts (deploy/slurm/), so they can be tested on a real Slurm without the
+# trainer (it was written before the trainer existed; tests/slurm/meson.build selects it
+# with one line). It trains nothing: its "weights" are a hash chain, one link per step,
 # so a run that resumed from a checkpoint ends with the same final weights as one that
 # never stopped only if the resume restored the exact step and state. Slurm delivers a
 # step's signals to every process of the step (here also `sleep`), so a step's work is

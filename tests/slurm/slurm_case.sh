@@ -4,8 +4,8 @@
 # a private one-node cluster (start_slurm.sh) that lives and dies with this test.
 #
 #   TOP     the crosskd checkout (deploy/slurm/ and tests/slurm/ are read from it)
-#   WORKER  the program the batch scripts run (CROSSKD_WORKER): the stand-in
-#           fake_worker.sh until the trainer lands, then crosskd-worker
+#   WORKER  the program the batch scripts run (CROSSKD_WORKER): crosskd-worker, or the
+#           stand-in fake_worker.sh
 #   FINAL   the file, in a job's work dir, that holds the trained weights at the end
 #   RESUME_RE  extended regex of the worker's log line saying it resumed, %s = the step
 #           of the checkpoint iter_<step>.ckpt (looked for outside the batch script's lines)
