@@ -3,7 +3,7 @@
  * crosskd can be cross-checked against another implementation (DESIGN.md §2).
  *
  *   crosskd-inspect --config C.yaml [--teacher T.safetensors] --student S.safetensors
- *                   --batch B.safetensors --out O.safetensors [--threads N] [--set k=v ...]
+ *                   --batch B.safetensors --out O.safetensors [--threads N] [--kd] [--set k=v ...]
  *
  * Threads: --threads, else the config's threads, else OMP_NUM_THREADS or every core.
  *
@@ -15,14 +15,16 @@
  * With --teacher (architecture from the config's teacher_config): teacher.cls.l,
  * teacher.reg.l and the cross-head outputs cross.cls.l, cross.reg.l (crosskd.md §4; the
  * student's held feature of block reused_teacher_head_idx aligned to the teacher's
- * statistics, ReLU, then the teacher's remaining layers). The KD loss terms belong to the
- * distillation module and are not written yet.
+ * statistics, ReLU, then the teacher's remaining layers), all computed by the distiller
+ * (worker/distill/distill.h). With --kd also the KD loss terms of model.kd_cfg
+ * (loss.loss_cls_kd, loss.loss_reg_kd), included in loss.loss and in every grad.*.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto/log.h"
+#include "worker/distill/distill.h"
 #include "worker/model/model.h"
 #include "worker/model/tensor_file.h"
 #include "worker/options.h"
@@ -32,7 +34,7 @@ enum { EXIT_USAGE = 2 };
 static void usage(FILE *o)
 {
     fprintf(o, "usage: crosskd-inspect --config C.yaml [--teacher T.safetensors] --student S.safetensors\n"
-               "                       --batch B.safetensors --out O.safetensors [--threads N] [--set k=v ...]\n");
+               "                       --batch B.safetensors --out O.safetensors [--threads N] [--kd] [--set k=v ...]\n");
 }
 
 static int fail(const kd_err *e)
@@ -57,36 +59,17 @@ static void put_dev(kd_tfile *f, const kd_backend *be, const char *name, kd_shap
     free(h);
 }
 
-/* Cross-head of one level and tower: align_scale(student held, teacher held statistics),
- * ReLU when idx > 0, then the teacher's blocks idx.. and prediction conv. */
-static void cross_head(const kd_backend *be, const kd_model *st, const kd_model *te, int l, int t,
-                       int idx, float *pred)
-{
-    kd_shape hs = idx == 0 ? st->fpn.out_s[l] : st->lvl_s[l];
-    size_t e = kd_shape_elems(hs);
-    float *al = be->alloc(be, e * sizeof(float));
-    float *mt = be->alloc(be, (size_t)hs.c * 4 * sizeof(float));
-    float *sdt = mt + hs.c, *mx = mt + 2 * hs.c, *sx = mt + 3 * hs.c;
-    be->channel_stats(be, hs, te->held[l][t], mt, sdt);
-    be->align_scale_fwd(be, hs, st->held[l][t], mt, sdt, al, mx, sx);
-    if (idx > 0) be->relu_fwd(be, e, al, al);
-    size_t ae = kd_gfl_tower_acts_elems(&te->head, hs, idx);
-    float *abuf = be->alloc(be, ae * sizeof(float));
-    kd_gfl_tower_acts acts;
-    kd_gfl_tower_acts_bind(&te->head, hs, idx, abuf, &acts);
-    kd_gfl_tower_fwd(be, &te->head, &te->params, t, l, idx, hs, al, &acts, pred);
-    be->free(be, abuf);
-    be->free(be, mt);
-    be->free(be, al);
-}
-
 int main(int argc, char **argv)
 {
     const char *config = NULL, *teacher = NULL, *student = NULL, *batch = NULL, *outp = NULL;
     const char **sets = calloc((size_t)argc, sizeof *sets);
-    int n_sets = 0, threads = 0;
+    int n_sets = 0, threads = 0, with_kd = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--kd")) {
+            with_kd = 1;
+            continue;
+        }
         const char **dst = !strcmp(a, "--config") ? &config : !strcmp(a, "--teacher") ? &teacher
                          : !strcmp(a, "--student") ? &student : !strcmp(a, "--batch") ? &batch
                          : !strcmp(a, "--out") ? &outp : NULL;
@@ -114,7 +97,7 @@ int main(int argc, char **argv)
     kd_log_init(0);
     kd_log_set_level(KD_LOG_WARN);
     kd_err err = {0};
-    static kd_config cfg, tcfg;
+    static kd_config cfg;
     if (kd_options_load(&cfg, config, sets, n_sets, &err)) return fail(&err);
     kd_tfile bf;
     if (kd_tfile_read(batch, &bf, &err)) return fail(&err);
@@ -149,9 +132,9 @@ int main(int argc, char **argv)
     const kd_backend *be;
     if (!threads) threads = (int)cfg.threads; /* 0 in both: OMP_NUM_THREADS or all cores */
     if (kd_backend_open("cpu", threads, &be, &err)) return fail(&err);
-    int idx = (int)cfg.model.kd_cfg.reused_teacher_head_idx;
-    kd_model_opts so = {N, H, W, 0, teacher ? idx : -1};
-    kd_model *sm, *tm = NULL;
+    kd_model_opts so = {N, H, W, 0, teacher ? kd_distill_student_hold_idx(&cfg.model) : -1};
+    kd_model *sm;
+    kd_distiller *dist = NULL;
     if (kd_model_create(be, &cfg.model, &so, &sm, &err)) return fail(&err);
     if (kd_model_load(sm, student, &err)) return fail(&err);
     float *dimg = be->alloc(be, img->bytes);
@@ -168,21 +151,10 @@ int main(int argc, char **argv)
         put_dev(&of, be, name, (kd_shape){s.n, 4 * (sm->head.R + 1), s.h, s.w}, sm->reg[l]);
     }
     if (teacher) {
-        if (!cfg.teacher_config[0]) {
-            fprintf(stderr, "crosskd-inspect: --teacher needs teacher_config in %s\n", config);
-            return 1;
-        }
-        char tpath[1100];
-        const char *slash = strrchr(config, '/');
-        if (cfg.teacher_config[0] != '/' && slash)
-            snprintf(tpath, sizeof tpath, "%.*s/%s", (int)(slash - config), config, cfg.teacher_config);
-        else
-            snprintf(tpath, sizeof tpath, "%s", cfg.teacher_config);
-        if (kd_options_load(&tcfg, tpath, NULL, 0, &err)) return fail(&err);
-        kd_model_opts to = {N, H, W, 1, idx};
-        if (kd_model_create(be, &tcfg.model, &to, &tm, &err)) return fail(&err);
-        if (kd_model_load(tm, teacher, &err)) return fail(&err);
-        if (kd_model_forward(tm, dimg, N, H, W, &err)) return fail(&err);
+        if (kd_distiller_create(be, &cfg, config, teacher, sm, &dist, &err)) return fail(&err);
+        if (kd_distiller_teacher_forward(dist, dimg, N, H, W, &err)) return fail(&err);
+        kd_distiller_forward(dist, sm, gts);
+        const kd_model *tm = kd_distiller_teacher(dist);
         for (int l = 0; l < L; l++) {
             kd_shape s = tm->lvl_s[l];
             kd_shape cs = {s.n, tm->head.K, s.h, s.w}, rs = {s.n, 4 * (tm->head.R + 1), s.h, s.w};
@@ -190,14 +162,10 @@ int main(int argc, char **argv)
             put_dev(&of, be, name, cs, tm->cls[l]);
             snprintf(name, sizeof name, "teacher.reg.%d", l);
             put_dev(&of, be, name, rs, tm->reg[l]);
-            float *pred = be->alloc(be, kd_shape_elems(rs) * sizeof(float));
-            cross_head(be, sm, tm, l, KD_TOWER_CLS, idx, pred);
-            snprintf(name, sizeof name, "cross.cls.%d", l);
-            put_dev(&of, be, name, cs, pred);
-            cross_head(be, sm, tm, l, KD_TOWER_REG, idx, pred);
-            snprintf(name, sizeof name, "cross.reg.%d", l);
-            put_dev(&of, be, name, rs, pred);
-            be->free(be, pred);
+            for (int t = 0; t < 2 && kd_distiller_cross(dist, l, t); t++) {
+                snprintf(name, sizeof name, "cross.%s.%d", t ? "reg" : "cls", l);
+                put_dev(&of, be, name, t ? rs : cs, kd_distiller_cross(dist, l, t));
+            }
         }
     }
     kd_gfl_loss *ls = kd_gfl_loss_create(sm);
@@ -207,12 +175,18 @@ int main(int argc, char **argv)
     kd_gfl_loss_normalisers(&stats, 1, &P, &Wn);
     kd_gfl_losses lo;
     kd_gfl_loss_compute(ls, sm, P, Wn, 1.0, &lo);
+    kd_distill_terms kt = {0};
+    if (dist && with_kd) {
+        kd_distiller_compute(dist, sm, ls, P, &kt);
+        put_scalar(&of, "loss.loss_cls_kd", kt.loss_cls_kd);
+        put_scalar(&of, "loss.loss_reg_kd", kt.loss_reg_kd);
+    }
     kd_model_zero_grad(sm);
     kd_model_backward(sm);
     put_scalar(&of, "loss.loss_cls", lo.loss_cls);
     put_scalar(&of, "loss.loss_bbox", lo.loss_bbox);
     put_scalar(&of, "loss.loss_dfl", lo.loss_dfl);
-    put_scalar(&of, "loss.loss", lo.loss_cls + lo.loss_bbox + lo.loss_dfl);
+    put_scalar(&of, "loss.loss", lo.loss_cls + lo.loss_bbox + lo.loss_dfl + kt.loss_cls_kd + kt.loss_reg_kd);
     kd_level_geom g;
     kd_level_geom_of(sm, &g);
     for (int i = 0; i < N; i++) {
@@ -237,7 +211,7 @@ int main(int argc, char **argv)
     kd_tfile_free(&of);
     kd_gfl_loss_destroy(ls);
     be->free(be, dimg);
-    kd_model_destroy(tm);
+    kd_distiller_destroy(dist);
     kd_model_destroy(sm);
     be->close(be);
     kd_tfile_free(&bf);

@@ -17,7 +17,8 @@
  * Conflict ratio (paper Fig. 3, log_conflict_ratio): over this rank's valid anchors, an
  * anchor is a target conflict when some class c has |sigma(Tc) - y_c| > conflict_threshold,
  * with y_c = 1 for the class of an anchor the student's ATSS assigned positive and 0
- * otherwise; the ratio is conflicting anchors / positive anchors (NaN without positives).
+ * otherwise; the ratio is conflicting anchors / positive anchors (the trainer sums both
+ * counts over ranks before dividing).
  */
 #include "worker/distill/distill_internal.h"
 
@@ -68,6 +69,7 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
     static const char *const names[] = {"none", "crosskd", "pred_mimic", "ld", "pkd", "rm_pfi", "bckd"};
     const kd_model_cfg *m = &cfg->model;
     int method = m->kd_cfg.method;
+    if (method == KD_KD_NONE) return kd_errf(err, KD_EINVAL, "model.kd_cfg.method is none: nothing to distil");
     if (method != KD_KD_CROSSKD && method != KD_KD_PRED_MIMIC)
         return kd_errf(err, KD_EINVAL, "model.kd_cfg.method: '%s' is not implemented yet (crosskd and pred_mimic are)",
                        names[method]);
@@ -198,7 +200,7 @@ static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
     }
 }
 
-static double conflict_ratio(const kd_distiller *d, int n, const kd_gfl_loss *ls)
+static void conflict_counts(const kd_distiller *d, int n, const kd_gfl_loss *ls, kd_distill_terms *out)
 {
     double conflicts = 0, positives = 0;
     for (int i = 0; i < n; i++) {
@@ -220,7 +222,8 @@ static double conflict_ratio(const kd_distiller *d, int n, const kd_gfl_loss *ls
                 }
         }
     }
-    return positives > 0 ? conflicts / positives : NAN;
+    out->conflicts = conflicts;
+    out->positives = positives;
 }
 
 /* The shared prediction losses on d->sc / d->sr, gradients into d->dc / d->dr. */
@@ -243,16 +246,19 @@ static void pred_losses(kd_distiller *d, int n, double P, kd_distill_terms *out)
     }
 }
 
-void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_image_gt *gts, const kd_gfl_loss *ls,
-                          double P, kd_distill_terms *out)
+void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_image_gt *gts)
 {
-    memset(out, 0, sizeof *out);
-    out->conflict_ratio = NAN;
     prepare(d, student, gts);
     if (d->method == KD_KD_CROSSKD) kd_crosskd_forward(d, student);
     else kd_pred_mimic_sources(d, student);
+}
+
+void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
+                          kd_distill_terms *out)
+{
+    memset(out, 0, sizeof *out);
     pred_losses(d, student->n, P, out);
     if (d->method == KD_KD_CROSSKD) kd_crosskd_backward(d, student);
     else kd_pred_mimic_backward(d, student);
-    if (d->log_conflict && ls) out->conflict_ratio = conflict_ratio(d, student->n, ls);
+    if (d->log_conflict && ls) conflict_counts(d, student->n, ls, out);
 }

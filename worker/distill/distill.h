@@ -8,7 +8,10 @@
  * kd_gfl_loss_compute (which overwrites the student's d_cls / d_reg):
  *
  *   kd_distiller_teacher_forward(d, img, n, h, w)    teacher on the same batch tensor
- *   kd_distiller_compute(d, student, gts, ls, P, &terms)
+ *   (student forward, kd_gfl_loss_prepare)
+ *   kd_distiller_forward(d, student, gts)            cross-head branch (crosskd)
+ *   (all-reduce of [num_pos, W], kd_gfl_loss_compute)
+ *   kd_distiller_compute(d, student, ls, P, &terms)
  *       KD losses (values in terms, already weighted and normalised) and their gradients:
  *       crosskd   -> the student's held-feature gradient (student->d_held, use_d_held = 1):
  *                    cross-head backward through the teacher's layers (input gradients only)
@@ -34,7 +37,9 @@
 /* KD loss terms of one step under MMDetection's log names (0 when a term is off). */
 typedef struct kd_distill_terms {
     double loss_cls_kd, loss_reg_kd;
-    double conflict_ratio; /* NaN unless model.kd_cfg.log_conflict_ratio */
+    /* paper Fig. 3 (log_conflict_ratio, else 0): target-conflict and positive anchors of
+     * this rank; the ratio is conflicts / positives (sum both over ranks first) */
+    double conflicts, positives;
 } kd_distill_terms;
 
 typedef struct kd_distiller kd_distiller;
@@ -53,10 +58,15 @@ void kd_distiller_destroy(kd_distiller *d);
 
 kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n, int h, int w,
                                        kd_err *err);
-/* gts: the batch's images (valid areas); ls: the student's loss after compute (its
- * assignment feeds the conflict ratio); P: the reduced QFL normaliser. */
-void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_image_gt *gts,
-                          const kd_gfl_loss *ls, double P, kd_distill_terms *out);
+/* After the student's forward: the method's forward on the held features or outputs
+ * (crosskd: the cross-head branch) and host copies for the losses. gts: the batch's images
+ * (their valid areas). */
+void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_image_gt *gts);
+/* After kd_gfl_loss_compute: the KD losses and their gradients into the student (see
+ * above). ls: the student's loss (its assignment feeds the conflict ratio); P: the reduced
+ * QFL normaliser. */
+void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
+                          kd_distill_terms *out);
 
 const kd_model *kd_distiller_teacher(const kd_distiller *d);
 /* crosskd: the cross-head prediction of level l and tower t (device, the teacher's cls or

@@ -1,7 +1,9 @@
 /* setup.c — what a rank builds before the first step: the data indices (rank 0 parses or
  * reads the cache, every rank receives the same packed bytes), the loaders, the student
  * (rank 0 initialises or loads it, every rank receives the same parameters), the loss, the
- * gradient all-reduce and the optimiser's schedule. The largest padded batch is computed
+ * gradient all-reduce and the optimiser's schedule; with a distillation method, the
+ * distiller (its frozen teacher is loaded by every rank from teacher_ckpt: it is never
+ * broadcast, trained or checkpointed). The largest padded batch is computed
  * from the indices, so the activation arena is planned exactly once for it.
  */
 #include "worker/train/train_internal.h"
@@ -167,7 +169,7 @@ kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
 {
     const kd_config *c = t->cfg;
     kd_model_opts o = {.max_n = (int)c->train_batch_size, .max_h = t->pad_h, .max_w = t->pad_w,
-                       .inference = 0, .hold_idx = -1};
+                       .inference = 0, .hold_idx = kd_distill_student_hold_idx(&c->model)};
     if (c->val_batch_size > o.max_n) o.max_n = (int)c->val_batch_size;
     if (kd_model_create(t->be, &c->model, &o, &t->student, err)) return err->code;
     kd_params *P = &t->student->params;
@@ -185,6 +187,9 @@ kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
     KD_INFO("student: GFL ResNet-%lld (base width %lld), %zu parameters (%zu trainable), activations %.1f MiB",
             c->model.backbone.depth, c->model.backbone.base_channels, P->total_elems, P->train_elems,
             (double)kd_model_activation_bytes(t->student) / (1 << 20));
+    if (c->model.kd_cfg.method != KD_KD_NONE &&
+        kd_distiller_create(t->be, c, t->a->config_path, NULL, t->student, &t->distill, err))
+        return err->code;
     t->loss = kd_gfl_loss_create(t->student);
     t->gts = kd_xcalloc((size_t)o.max_n, sizeof *t->gts);
     kd_grad_sync_init(&t->sync, t->d, P->grad, P->train_elems, (size_t)4 << 20);
@@ -196,6 +201,7 @@ void kd_train_teardown(kd_trainer *t)
 {
     if (t->loader) kd_loader_destroy(t->loader);
     if (t->loss) kd_gfl_loss_destroy(t->loss);
+    kd_distiller_destroy(t->distill);
     kd_grad_sync_free(&t->sync);
     if (t->student) kd_model_destroy(t->student);
     kd_coco_index_free(&t->train_idx);

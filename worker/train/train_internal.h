@@ -10,6 +10,7 @@
 #include "proto/coco_json.h"
 #include "proto/tfevents.h"
 #include "worker/data/loader.h"
+#include "worker/distill/distill.h"
 #include "worker/meter.h"
 #include "worker/model/model.h"
 #include "worker/optim.h"
@@ -33,6 +34,7 @@ typedef struct kd_trainer {
     /* model and optimisation */
     kd_model *student;
     kd_gfl_loss *loss;
+    kd_distiller *distill;        /* NULL unless model.kd_cfg.method != none */
     kd_image_gt *gts;             /* [batch_size] */
     kd_grad_sync sync;
     kd_sgd_cfg sgd;

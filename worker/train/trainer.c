@@ -4,9 +4,11 @@
  *   boundary  rank 0 takes the coordinator's decisions, every rank's signal flags are
  *             combined (all-reduce MAX), the result is broadcast: checkpoint, pause, stop
  *   batch     the loader's next batch of this rank's shard (data_time = the wait)
- *   forward   student forward, loss phase 1 (assignment, local statistics)
+ *   forward   teacher forward (with a distiller), student forward, loss phase 1
+ *             (assignment, local statistics)
  *   reduce    the normalisers' statistics summed over ranks (P, W of crosskd.md §5.4)
- *   backward  loss phase 2 (values and output gradients), model backward
+ *   backward  loss phase 2 (values and output gradients), the distiller's KD losses and
+ *             their gradients (worker/distill/distill.h), model backward
  *   sync      gradients averaged over ranks (bucketed all-reduce)
  *   update    SGD with the scheduled learning rate
  *   report    meter, log line every N iterations (text, JSON lines, TensorBoard), status
@@ -116,10 +118,20 @@ static void publish(kd_trainer *t, int state, double step_seconds, const double 
 
 /* ---- one step -------------------------------------------------------------------------- */
 
-enum { N_TERMS = 4 };
-static const char *const k_terms[N_TERMS] = {"loss", "loss_cls", "loss_bbox", "loss_dfl"};
+/* Logged terms: the detection losses, then (with a distiller) the KD terms under
+ * MMDetection's names and the paper's Fig. 3 target-conflict ratio when asked for. The
+ * total "loss" is the sum of every term whose name starts with "loss_". */
+enum { T_LOSS, T_CLS, T_BBOX, T_DFL, T_CLS_KD, T_REG_KD, T_CONFLICT, N_TERMS_MAX };
+static const char *const k_terms[N_TERMS_MAX] = {"loss", "loss_cls", "loss_bbox", "loss_dfl",
+                                                 "loss_cls_kd", "loss_reg_kd", "conflict_ratio"};
 
-static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double out[N_TERMS], kd_err *err)
+static int n_terms(const kd_trainer *t)
+{
+    if (!t->distill) return T_CLS_KD;
+    return t->cfg->model.kd_cfg.log_conflict_ratio ? N_TERMS_MAX : T_CONFLICT;
+}
+
+static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double out[N_TERMS_MAX], kd_err *err)
 {
     kd_model *m = t->student;
     kd_params *P = &m->params;
@@ -128,6 +140,7 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     if (b->n > 0) {
         size_t bytes = (size_t)b->n * 3 * b->H * b->W * sizeof(float);
         t->be->copy_from_host(t->be, t->img_dev, b->img, bytes);
+        if (t->distill && kd_distiller_teacher_forward(t->distill, t->img_dev, b->n, b->H, b->W, err)) return err->code;
         if (kd_model_forward(m, t->img_dev, b->n, b->H, b->W, err)) return err->code;
         for (int i = 0; i < b->n; i++) {
             const kd_batch_image *mi = &b->meta[i];
@@ -135,6 +148,7 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
                                       b->gt_labels + mi->gt_begin, mi->img_h, mi->img_w};
         }
         if (kd_gfl_loss_prepare(t->loss, m, t->gts, &local, err)) return err->code;
+        if (t->distill) kd_distiller_forward(t->distill, m, t->gts);
     }
     double sums[2] = {local.num_pos, local.weight_sum};
     kd_dist_allreduce_sum(t->d, sums, 2);
@@ -143,18 +157,24 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     kd_gfl_loss_normalisers(&total, t->d->size, &Pn, &W);
     kd_gfl_losses L;
     memset(&L, 0, sizeof L);
+    kd_distill_terms kd = {0, 0, 0, 0};
     if (b->n > 0) {
         kd_gfl_loss_compute(t->loss, m, Pn, W, 1.0, &L);
+        if (t->distill) kd_distiller_compute(t->distill, m, t->loss, Pn, &kd);
         kd_model_backward(m);
     }
     kd_grad_sync_ready(&t->sync, 0);
     kd_grad_sync_finish(&t->sync);
     kd_sgd_step(P->data, P->grad, P->mom, P->train_elems, &t->sgd, lr);
-    /* Logged values are the mean over ranks, as MMDetection logs them. */
-    out[1] = L.loss_cls, out[2] = L.loss_bbox, out[3] = L.loss_dfl;
-    out[0] = out[1] + out[2] + out[3];
-    kd_dist_allreduce_sum(t->d, out, N_TERMS);
-    for (int i = 0; i < N_TERMS; i++) out[i] /= t->d->size;
+    /* Logged values are the mean over ranks, as MMDetection logs them; the conflict ratio is
+     * the ratio of the sums over ranks. */
+    int n = n_terms(t);
+    double v[N_TERMS_MAX + 1] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, kd.loss_cls_kd, kd.loss_reg_kd,
+                                 kd.conflicts, kd.positives};
+    for (int i = T_CLS; i < n && i < T_CONFLICT; i++) v[T_LOSS] += v[i];
+    kd_dist_allreduce_sum(t->d, v, N_TERMS_MAX + 1);
+    for (int i = 0; i < T_CONFLICT; i++) out[i] = v[i] / t->d->size;
+    out[T_CONFLICT] = v[T_CONFLICT] / (v[N_TERMS_MAX] > 0 ? v[N_TERMS_MAX] : 1);
     return KD_OK;
 }
 
@@ -282,17 +302,18 @@ static kd_status run_loop(kd_trainer *t, kd_err *err)
                                t->batch_in_epoch, t->iters_per_epoch);
         if (b->n_bad) KD_WARN("batch %u of epoch %lld: %u bad image(s) %s", b->batch_index, t->epoch + 1, b->n_bad,
                               c->on_bad_image ? "replaced" : "skipped");
-        double lr = kd_lr_at(&t->sched, t->iter, t->epoch), vals[N_TERMS];
+        double lr = kd_lr_at(&t->sched, t->iter, t->epoch), vals[N_TERMS_MAX];
         if (train_step(t, b, lr, vals, err)) return err->code;
-        for (int i = 0; i < N_TERMS; i++)
+        int nt = n_terms(t);
+        for (int i = 0; i < nt; i++)
             if (!isfinite(vals[i])) return kd_errf(err, KD_EINVAL, "%s is %g at iteration %lld: training diverged", k_terms[i], vals[i], t->iter + 1);
         t->iter++;
         t->batch_in_epoch++;
         double now = MPI_Wtime();
-        kd_meter_add(&t->meter, k_terms, vals, N_TERMS, now - last, wait);
+        kd_meter_add(&t->meter, k_terms, vals, nt, now - last, wait);
         last = now;
         if (t->iter % c->log_interval == 0 || t->iter == t->max_iters) log_window(t, lr);
-        publish(t, KD_JOB_RUNNING, kd_meter_mean_iter_time(&t->meter), vals, k_terms, N_TERMS, lr);
+        publish(t, KD_JOB_RUNNING, kd_meter_mean_iter_time(&t->meter), vals, k_terms, nt, lr);
         if (t->batch_in_epoch == (uint32_t)t->iters_per_epoch) {
             t->epoch++;
             t->batch_in_epoch = 0;
