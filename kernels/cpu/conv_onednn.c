@@ -8,15 +8,17 @@
  * Outputs: y and dx overwrite (dx adds with accumulate: a reorder with a sum post-op);
  * dw and dbias always accumulate (+=).
  *
- * Cache: one entry per (kind, kd_conv_desc), created on first use and kept until the
- * backend closes: the primitive, its memory objects and the reorder primitives. A call on a
- * known shape creates nothing. Lookup is linear (a model has at most a few hundred shapes).
+ * Cache: one entry per (kind, kd_conv_desc), created on first use: the primitive, its memory
+ * objects and the reorder primitives. A call on a known shape creates nothing. Entries live
+ * in a hash table with an LRU list, at most KD_CPU_CONV_CACHE_ENTRIES of them (the least
+ * recently used goes first): a keep-ratio data pipeline meets new batch shapes all the time.
  * oneDNN's right padding is derived so that the output size is PyTorch's floor rule:
  * pad_r = (out - 1) * stride + k - in - pad_l (it may be negative, which oneDNN accepts).
  */
 #include "kernels/cpu/cpu_internal.h"
 
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,11 +47,18 @@ typedef struct conv_entry {
     reorder in_a, in_b;
     reorder out_c;     /* internal -> user, overwrite (prim NULL when the layouts are equal) */
     reorder out_c_sum; /* internal -> user, dst += src */
+    struct conv_entry *chain;          /* next in the hash bucket */
+    struct conv_entry *newer, *older;  /* LRU list */
 } conv_entry;
 
+/* Hash table of entries with an LRU list; at most `capacity` entries (the least recently
+ * used is dropped), since a multi-scale or keep-ratio data pipeline meets a new batch shape
+ * often and every layer then needs new primitives. */
+#define CONV_BUCKETS 4096
 struct kd_conv_cache {
-    conv_entry **entries;
-    size_t n, cap;
+    conv_entry *bucket[CONV_BUCKETS];
+    conv_entry *newest, *oldest;
+    size_t n, capacity;
 };
 
 static dnnl_memory_t mem_new(kd_cpu_ctx *ctx, const dnnl_memory_desc_t *md)
@@ -123,16 +132,71 @@ void kd_cpu_conv_cache_free(kd_cpu_ctx *ctx)
 {
     kd_conv_cache *c = ctx->conv_cache;
     if (!c) return;
-    for (size_t i = 0; i < c->n; i++) entry_free(c->entries[i]);
-    free(c->entries);
+    for (conv_entry *e = c->newest, *next; e; e = next) {
+        next = e->older;
+        entry_free(e);
+    }
     free(c);
     ctx->conv_cache = NULL;
+}
+
+static kd_conv_cache *cache_of(kd_cpu_ctx *ctx)
+{
+    if (!ctx->conv_cache) {
+        ctx->conv_cache = calloc(1, sizeof *ctx->conv_cache);
+        KD_CHECK(ctx->conv_cache != NULL, "(out of memory)");
+        ctx->conv_cache->capacity = KD_CPU_CONV_CACHE_ENTRIES;
+    }
+    return ctx->conv_cache;
 }
 
 size_t kd_cpu_conv_cache_entries(const kd_backend *b)
 {
     kd_conv_cache *c = kd_cpu_ctx_of(b)->conv_cache;
     return c ? c->n : 0;
+}
+
+void kd_cpu_conv_cache_set_capacity(const kd_backend *b, size_t entries)
+{
+    cache_of(kd_cpu_ctx_of(b))->capacity = entries ? entries : 1;
+}
+
+static size_t key_hash(const conv_key *k)
+{
+    const unsigned char *p = (const unsigned char *)k;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29)) & (CONV_BUCKETS - 1);
+}
+
+static void lru_unlink(kd_conv_cache *c, conv_entry *e)
+{
+    if (e->newer) e->newer->older = e->older;
+    else c->newest = e->older;
+    if (e->older) e->older->newer = e->newer;
+    else c->oldest = e->newer;
+    e->newer = e->older = NULL;
+}
+
+static void lru_push_newest(kd_conv_cache *c, conv_entry *e)
+{
+    e->older = c->newest;
+    e->newer = NULL;
+    if (c->newest) c->newest->newer = e;
+    c->newest = e;
+    if (!c->oldest) c->oldest = e;
+}
+
+static void cache_evict_oldest(kd_conv_cache *c)
+{
+    conv_entry *e = c->oldest;
+    if (!e) return;
+    lru_unlink(c, e);
+    conv_entry **pp = &c->bucket[key_hash(&e->key)];
+    while (*pp && *pp != e) pp = &(*pp)->chain;
+    if (*pp) *pp = e->chain;
+    entry_free(e);
+    c->n--;
 }
 
 /* The user-layout descriptors of one convolution and its oneDNN geometry. */
@@ -243,22 +307,22 @@ static conv_entry *entry_get(kd_cpu_ctx *ctx, int kind, const kd_conv_desc *d)
     key.kind = kind;
     key.d = *d;
     key.d.has_bias = d->has_bias ? 1 : 0;
-    if (!ctx->conv_cache) {
-        ctx->conv_cache = calloc(1, sizeof *ctx->conv_cache);
-        KD_CHECK(ctx->conv_cache != NULL, "(out of memory)");
-    }
-    kd_conv_cache *c = ctx->conv_cache;
-    for (size_t i = 0; i < c->n; i++)
-        if (memcmp(&c->entries[i]->key, &key, sizeof key) == 0) return c->entries[i];
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 32;
-        conv_entry **ne = realloc(c->entries, cap * sizeof *ne);
-        KD_CHECK(ne != NULL, "(out of memory)");
-        c->entries = ne;
-        c->cap = cap;
-    }
+    kd_conv_cache *c = cache_of(ctx);
+    size_t h = key_hash(&key);
+    for (conv_entry *e = c->bucket[h]; e; e = e->chain)
+        if (memcmp(&e->key, &key, sizeof key) == 0) {
+            if (c->newest != e) {
+                lru_unlink(c, e);
+                lru_push_newest(c, e);
+            }
+            return e;
+        }
+    while (c->n >= c->capacity) cache_evict_oldest(c);
     conv_entry *e = entry_build(ctx, &key);
-    c->entries[c->n++] = e;
+    e->chain = c->bucket[h];
+    c->bucket[h] = e;
+    lru_push_newest(c, e);
+    c->n++;
     return e;
 }
 

@@ -149,6 +149,18 @@ static void test_conv_cache_reuse(void)
     kt_dfree(x), kt_dfree(w), kt_dfree(bias), kt_dfree(y), kt_dfree(dx), kt_dfree(dw);
 }
 
+/* A bounded cache: with room for 3 entries, 5 shapes evict the oldest, and a shape whose
+ * primitives were dropped is rebuilt and still right. */
+static void test_conv_cache_eviction(void)
+{
+    kd_cpu_conv_cache_set_capacity(kt_b, 3);
+    for (int i = 0; i < 5; i++) check_conv(desc(1, 2, 4 + i, 5, 2, 3, 3, 1, 1, 1, 1, 1), 40 + (uint64_t)i);
+    KD_EXPECT(kd_cpu_conv_cache_entries(kt_b) == 3);
+    check_conv(desc(1, 2, 4, 5, 2, 3, 3, 1, 1, 1, 1, 1), 40);
+    KD_EXPECT(kd_cpu_conv_cache_entries(kt_b) == 3);
+    kd_cpu_conv_cache_set_capacity(kt_b, KD_CPU_CONV_CACHE_ENTRIES);
+}
+
 /* Same inputs, same thread count: bit-identical results (DESIGN.md §7). */
 static void test_conv_deterministic(void)
 {
@@ -191,6 +203,7 @@ int main(void)
     KD_TEST_RUN(test_conv_zero_size);
     KD_TEST_RUN(test_conv_cache_reuse);
     KD_TEST_RUN(test_conv_deterministic);
+    KD_TEST_RUN(test_conv_cache_eviction);
     kt_b->close(kt_b);
     return kd_test_summary();
 }
