@@ -1,0 +1,110 @@
+"""gen_kd_fixtures.py — writes the distillation fixtures in tests/fixtures/distill/ from
+ref_kd.py (float64 reference, float32 weights):
+
+  kd_student.yaml / kd_teacher.yaml   tiny GFLs with 4-block heads of equal width (student
+                                      ResNet-18 base 2, teacher ResNet-18 base 2, other weights)
+  kd_student.weights.safetensors, kd_teacher.weights.safetensors, kd.batch.safetensors
+  kd_i<idx>.expected.safetensors      CrossKD with reused_teacher_head_idx idx (0, 1, 3, 4):
+                                      cross.{cls,reg}.l, loss.loss_cls_kd, loss.loss_reg_kd,
+                                      loss.loss (detection + KD) and grad.<key> of that total
+  kd_pm.expected.safetensors          prediction mimicking: the same KD losses on the
+                                      student's own outputs
+
+Run with Debian's PyTorch: /usr/bin/python3 tests/unit/distill/gen_kd_fixtures.py [out_dir]
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, '..', 'model'))
+import ref_kd as K  # noqa: E402
+import gen_fixtures as G  # noqa: E402
+
+R = K.R
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '..', '..', 'fixtures', 'distill')
+IDXS = (0, 1, 3, 4)
+
+
+def make_batch():
+    g = torch.Generator().manual_seed(17)
+    N, H, W = 2, 160, 64
+    shapes = [(160, 50), (120, 64)]
+    img = torch.randn(N, 3, H, W, generator=g)
+    for i, (h, w) in enumerate(shapes):
+        img[i, :, h:, :] = 0
+        img[i, :, :, w:] = 0
+    boxes = [np.array([[4, 6, 40, 50], [10, 60, 48, 150], [20.5, 10.25, 30.75, 24]], np.float32),
+             np.array([[3, 4, 60, 40], [30, 50, 52, 110]], np.float32)]
+    labels = [np.array([0, 2, 1], np.int32), np.array([1, 1], np.int32)]
+    b = {'img': img.numpy(), 'img_shape': np.array(shapes, np.int32)}
+    for i in range(N):
+        b['gt_bboxes.%d' % i] = boxes[i]
+        b['gt_labels.%d' % i] = labels[i]
+    return b
+
+
+def params_of(w, cfg, grad):
+    shapes = R.param_shapes(cfg)
+    return {k: torch.from_numpy(np.array(v)).double().requires_grad_(grad and shapes[k][1])
+            for k, v in w.items() if not k.endswith('num_batches_tracked')}
+
+
+def run(scfg, sw, tcfg, tw, batch, idx, mimic):
+    p = params_of(sw, scfg, True)
+    tp = params_of(tw, tcfg, False)
+    img = torch.from_numpy(batch['img']).double()
+    shapes = [tuple(int(v) for v in s) for s in batch['img_shape']]
+    gts = [(torch.from_numpy(batch['gt_bboxes.%d' % i]), torch.from_numpy(batch['gt_labels.%d' % i]))
+           for i in range(2)]
+    hold = -1 if mimic else idx
+    with torch.no_grad():
+        tcls, treg, theld = R.forward(tp, tcfg, img, hold)
+    cls, reg, held = R.forward(p, scfg, img, hold)
+    det, labels = R.gfl_loss(scfg, cls, reg, shapes, gts)
+    P = float(sum(int((l >= 0).sum()) for l in labels))
+    masks = K.valid_masks(scfg, [(c.shape[2], c.shape[3]) for c in cls], shapes, img.dtype)
+    X = list(zip(cls, reg)) if mimic else K.cross_head(tp, tcfg, held, theld, idx)
+    cls_kd, reg_kd = K.kd_losses(scfg, X, list(zip(tcls, treg)), masks, P)
+    total = det['loss'] + cls_kd + reg_kd
+    total.backward()
+    exp = {'loss.loss_cls_kd': np.array(float(cls_kd), np.float32).reshape(()),
+           'loss.loss_reg_kd': np.array(float(reg_kd), np.float32).reshape(()),
+           'loss.loss': np.array(float(total), np.float32).reshape(())}
+    if not mimic:
+        for l, (xc, xr) in enumerate(X):
+            exp['cross.cls.%d' % l] = xc.detach().float().numpy()
+            exp['cross.reg.%d' % l] = xr.detach().float().numpy()
+    for k, t in p.items():
+        if t.requires_grad:
+            exp['grad.' + k] = t.grad.float().numpy()
+    name = 'kd_pm' if mimic else 'kd_i%d' % idx
+    print('%s: P %d, det %.6f, loss_cls_kd %.6f, loss_reg_kd %.6f' % (name, P, float(det['loss']), float(cls_kd),
+                                                                     float(reg_kd)))
+    R.st_write(os.path.join(OUT, name + '.expected.safetensors'), exp)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    torch.set_num_threads(1)
+    s = G.base_cfg(base=2, stacked=4)
+    t = G.base_cfg(base=2, stacked=4, frozen_stages=-1)
+    with open(os.path.join(OUT, 'kd_student.yaml'), 'w') as f:
+        f.write(G.yaml_of(s, teacher='kd_teacher.yaml', idx=3).replace('tests/unit/model/gen_fixtures.py',
+                                                                         'tests/unit/distill/gen_kd_fixtures.py'))
+    with open(os.path.join(OUT, 'kd_teacher.yaml'), 'w') as f:
+        f.write(G.yaml_of(t).replace('tests/unit/model/gen_fixtures.py', 'tests/unit/distill/gen_kd_fixtures.py'))
+    sw, tw, batch = G.random_weights(s, 21), G.random_weights(t, 22), make_batch()
+    R.st_write(os.path.join(OUT, 'kd_student.weights.safetensors'), sw)
+    R.st_write(os.path.join(OUT, 'kd_teacher.weights.safetensors'), tw)
+    R.st_write(os.path.join(OUT, 'kd.batch.safetensors'), batch)
+    for idx in IDXS:
+        run(s, sw, t, tw, batch, idx, False)
+    run(s, sw, t, tw, batch, 3, True)
+
+
+if __name__ == '__main__':
+    main()
