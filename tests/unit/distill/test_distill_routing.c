@@ -1,0 +1,257 @@
+/* test_distill_routing.c — where the distillation gradients go, and what the distiller
+ * refuses, on the distillation fixtures (tests/fixtures/distill), through the distiller API
+ * the trainer uses (teacher forward, student forward, loss prepare, distiller forward, loss
+ * compute, distiller compute, backward).
+ *
+ *   test_distill_routing FIXTURE_DIR CONCERN
+ *     routing   detection loss weights 0, only KD on: for i = 0, 1, 3, 4 every gradient of
+ *               the student's head blocks i.. (both towers), gfl_cls, gfl_reg and the Scales
+ *               is exactly 0, and the FPN's is not (the KD reached the student below i);
+ *               prediction mimicking instead reaches gfl_cls / gfl_reg
+ *     teacher   a full step with SGD leaves every teacher parameter bit-identical; the
+ *               teacher has no gradient or momentum arena
+ *     switches  cls KD alone and reg KD alone give the same term as both on and 0 for the
+ *               other; both off give all-zero KD gradients
+ *     errors    not-implemented methods and options, a missing teacher checkpoint (named),
+ *               a teacher whose head differs
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_test.h"
+#include "proto/log.h"
+#include "worker/distill/distill.h"
+#include "worker/optim.h"
+
+static const char *dir;
+static const kd_backend *be;
+static kd_tfile batch;
+static kd_image_gt gts[2];
+static float *dimg;
+static int N, H, W;
+
+typedef struct run {
+    kd_model *st;
+    kd_distiller *d;
+    kd_distill_terms terms;
+    float *grad_h; /* host copy of the student's gradients */
+} run;
+
+static void load_cfg(kd_config *c, const char *const *sets, int n_sets)
+{
+    char p[1024];
+    kd_err err;
+    snprintf(p, sizeof p, "%s/kd_student.yaml", dir);
+    KD_REQUIRE(kd_options_load(c, p, sets, n_sets, &err) == KD_OK);
+}
+
+/* One step of the trainer's sequence with config c; keeps the student and the distiller. */
+static void step(kd_config *c, run *r, int det_off)
+{
+    kd_err err;
+    char p[1024], tw[1024];
+    if (det_off) {
+        c->model.bbox_head.loss_cls_weight = c->model.bbox_head.loss_bbox_weight = 0;
+        c->model.bbox_head.loss_dfl_weight = 0;
+    }
+    kd_model_opts so = {N, H, W, 0, kd_distill_student_hold_idx(&c->model)};
+    KD_REQUIRE(kd_model_create(be, &c->model, &so, &r->st, &err) == KD_OK);
+    snprintf(p, sizeof p, "%s/kd_student.weights.safetensors", dir);
+    KD_REQUIRE(kd_model_load(r->st, p, &err) == KD_OK);
+    snprintf(p, sizeof p, "%s/kd_student.yaml", dir);
+    snprintf(tw, sizeof tw, "%s/kd_teacher.weights.safetensors", dir);
+    KD_REQUIRE(kd_distiller_create(be, c, p, tw, r->st, &r->d, &err) == KD_OK);
+    KD_REQUIRE(kd_distiller_teacher_forward(r->d, dimg, N, H, W, &err) == KD_OK);
+    KD_REQUIRE(kd_model_forward(r->st, dimg, N, H, W, &err) == KD_OK);
+    kd_gfl_loss *ls = kd_gfl_loss_create(r->st);
+    kd_gfl_loss_stats s;
+    KD_REQUIRE(kd_gfl_loss_prepare(ls, r->st, gts, &s, &err) == KD_OK);
+    kd_distiller_forward(r->d, r->st, gts);
+    double P, Wn;
+    kd_gfl_loss_normalisers(&s, 1, &P, &Wn);
+    kd_gfl_losses lo;
+    kd_gfl_loss_compute(ls, r->st, P, Wn, 1.0, &lo);
+    kd_distiller_compute(r->d, r->st, ls, P, &r->terms);
+    kd_model_zero_grad(r->st);
+    kd_model_backward(r->st);
+    kd_gfl_loss_destroy(ls);
+    const kd_params *Pm = &r->st->params;
+    r->grad_h = malloc(Pm->train_elems * sizeof(float));
+    be->copy_to_host(be, r->grad_h, Pm->grad, Pm->train_elems * sizeof(float));
+}
+
+static void done(run *r)
+{
+    kd_distiller_destroy(r->d);
+    kd_model_destroy(r->st);
+    free(r->grad_h);
+}
+
+/* Largest |gradient| over the trainable parameters whose key starts with prefix. */
+static double grad_max(const run *r, const char *prefix)
+{
+    const kd_params *Pm = &r->st->params;
+    double m = 0;
+    for (int i = 0; i < Pm->n; i++) {
+        if (!Pm->p[i].trainable || strncmp(Pm->p[i].name, prefix, strlen(prefix))) continue;
+        for (size_t j = 0; j < Pm->p[i].elems; j++) m = fmax(m, fabs(r->grad_h[Pm->p[i].offset + j]));
+    }
+    return m;
+}
+
+static void routing(void)
+{
+    static const int idxs[] = {0, 1, 3, 4};
+    for (int k = 0; k < 4; k++) {
+        static kd_config c;
+        char set[64];
+        snprintf(set, sizeof set, "model.kd_cfg.reused_teacher_head_idx=%d", idxs[k]);
+        const char *sets[] = {set};
+        load_cfg(&c, sets, 1);
+        run r = {0};
+        step(&c, &r, 1);
+        KD_EXPECT(r.terms.loss_cls_kd > 0 && r.terms.loss_reg_kd > 0);
+        int S = (int)c.model.bbox_head.stacked_convs;
+        for (int j = idxs[k]; j < S; j++)
+            for (int t = 0; t < 2; t++) {
+                char pre[64];
+                snprintf(pre, sizeof pre, "bbox_head.%s_convs.%d.", t ? "reg" : "cls", j);
+                KD_EXPECT_MSG(grad_max(&r, pre) == 0, "i=%d: %s has gradient %g", idxs[k], pre, grad_max(&r, pre));
+            }
+        for (int j = 0; j < idxs[k]; j++) {
+            char pre[64];
+            snprintf(pre, sizeof pre, "bbox_head.cls_convs.%d.", j);
+            KD_EXPECT_MSG(grad_max(&r, pre) > 0, "i=%d: %s has no KD gradient", idxs[k], pre);
+        }
+        KD_EXPECT(grad_max(&r, "bbox_head.gfl_cls.") == 0);
+        KD_EXPECT(grad_max(&r, "bbox_head.gfl_reg.") == 0);
+        KD_EXPECT(grad_max(&r, "bbox_head.scales.") == 0);
+        KD_EXPECT_MSG(grad_max(&r, "neck.") > 0, "i=%d: the KD gradient does not reach the FPN", idxs[k]);
+        KD_EXPECT(grad_max(&r, "backbone.") > 0);
+        done(&r);
+    }
+    static kd_config c;
+    const char *sets[] = {"model.kd_cfg.method=pred_mimic"};
+    load_cfg(&c, sets, 1);
+    run r = {0};
+    step(&c, &r, 1);
+    KD_EXPECT(grad_max(&r, "bbox_head.gfl_cls.") > 0 && grad_max(&r, "bbox_head.gfl_reg.") > 0);
+    done(&r);
+}
+
+static void teacher(void)
+{
+    static kd_config c;
+    load_cfg(&c, NULL, 0);
+    run r = {0};
+    step(&c, &r, 0);
+    const kd_model *te = kd_distiller_teacher(r.d);
+    KD_EXPECT(te->params.grad == NULL && te->params.mom == NULL && te->opts.inference);
+    size_t n = te->params.total_elems;
+    float *before = malloc(n * sizeof(float)), *after = malloc(n * sizeof(float));
+    be->copy_to_host(be, before, te->params.data, n * sizeof(float));
+    kd_params *P = &r.st->params;
+    kd_sgd_cfg sgd = {.momentum = 0.9, .weight_decay = 1e-4};
+    kd_sgd_step(P->data, P->grad, P->mom, P->train_elems, &sgd, 0.01);
+    kd_err err;
+    KD_REQUIRE(kd_distiller_teacher_forward(r.d, dimg, N, H, W, &err) == KD_OK);
+    be->copy_to_host(be, after, te->params.data, n * sizeof(float));
+    KD_EXPECT(memcmp(before, after, n * sizeof(float)) == 0);
+    free(before);
+    free(after);
+    done(&r);
+}
+
+static void switches(void)
+{
+    static kd_config c;
+    run both = {0}, cls = {0}, reg = {0}, none = {0};
+    load_cfg(&c, NULL, 0);
+    step(&c, &both, 1);
+    const char *s_cls[] = {"model.kd_cfg.loss_reg_kd.loss_weight=0"};
+    load_cfg(&c, s_cls, 1);
+    step(&c, &cls, 1);
+    const char *s_reg[] = {"model.kd_cfg.loss_cls_kd.loss_weight=0"};
+    load_cfg(&c, s_reg, 1);
+    step(&c, &reg, 1);
+    const char *s_none[] = {"model.kd_cfg.loss_cls_kd.loss_weight=0", "model.kd_cfg.loss_reg_kd.loss_weight=0"};
+    load_cfg(&c, s_none, 2);
+    step(&c, &none, 1);
+    KD_EXPECT(cls.terms.loss_cls_kd == both.terms.loss_cls_kd && cls.terms.loss_reg_kd == 0);
+    KD_EXPECT(reg.terms.loss_reg_kd == both.terms.loss_reg_kd && reg.terms.loss_cls_kd == 0);
+    KD_EXPECT(grad_max(&none, "") == 0);
+    KD_EXPECT(grad_max(&cls, "neck.") > 0 && grad_max(&reg, "neck.") > 0);
+    done(&both);
+    done(&cls);
+    done(&reg);
+    done(&none);
+}
+
+static void expect_create_error(const char *const *sets, int n, const char *teacher_w, const char *needle)
+{
+    static kd_config c;
+    load_cfg(&c, sets, n);
+    kd_err err = {0};
+    kd_model *st;
+    kd_model_opts so = {N, H, W, 0, kd_distill_student_hold_idx(&c.model)};
+    KD_REQUIRE(kd_model_create(be, &c.model, &so, &st, &err) == KD_OK);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/kd_student.yaml", dir);
+    kd_distiller *d = NULL;
+    KD_EXPECT(kd_distiller_create(be, &c, p, teacher_w, st, &d, &err) != KD_OK && d == NULL);
+    KD_EXPECT_STR_CONTAINS(err.msg, needle);
+    kd_model_destroy(st);
+}
+
+static void errors(void)
+{
+    char tw[1024];
+    snprintf(tw, sizeof tw, "%s/kd_teacher.weights.safetensors", dir);
+    const char *ld[] = {"model.kd_cfg.method=ld"};
+    expect_create_error(ld, 1, tw, "not implemented yet");
+    const char *ad[] = {"model.kd_cfg.adapter=true"};
+    expect_create_error(ad, 1, tw, "model.kd_cfg.adapter");
+    expect_create_error(NULL, 0, "no-such-teacher.safetensors", "no-such-teacher.safetensors");
+    expect_create_error(NULL, 0, NULL, "teacher_ckpt");
+    const char *wide[] = {"model.bbox_head.feat_channels=16"};
+    expect_create_error(wide, 1, tw, "feat_channels");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) return 2;
+    dir = argv[1];
+    kd_log_init(0);
+    kd_log_set_level(KD_LOG_ERROR);
+    kd_err err;
+    char p[1024];
+    snprintf(p, sizeof p, "%s/kd.batch.safetensors", dir);
+    if (kd_backend_open("cpu", 0, &be, &err) || kd_tfile_read(p, &batch, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    const kd_tf_tensor *img = kd_tfile_get(&batch, "img"), *ish = kd_tfile_get(&batch, "img_shape");
+    N = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
+    for (int i = 0; i < N; i++) {
+        char nb[64], nl[64];
+        snprintf(nb, sizeof nb, "gt_bboxes.%d", i);
+        snprintf(nl, sizeof nl, "gt_labels.%d", i);
+        const kd_tf_tensor *b = kd_tfile_get(&batch, nb), *lb = kd_tfile_get(&batch, nl);
+        gts[i] = (kd_image_gt){(int)b->shape[0], b->data, lb->data, ((int32_t *)ish->data)[2 * i],
+                               ((int32_t *)ish->data)[2 * i + 1]};
+    }
+    dimg = be->alloc(be, img->bytes);
+    be->copy_from_host(be, dimg, img->data, img->bytes);
+    const char *what = argv[2];
+    if (!strcmp(what, "routing")) KD_TEST_RUN(routing);
+    else if (!strcmp(what, "teacher")) KD_TEST_RUN(teacher);
+    else if (!strcmp(what, "switches")) KD_TEST_RUN(switches);
+    else if (!strcmp(what, "errors")) KD_TEST_RUN(errors);
+    else return 2;
+    be->free(be, dimg);
+    kd_tfile_free(&batch);
+    be->close(be);
+    return kd_test_summary();
+}
