@@ -130,6 +130,51 @@ static void al_fb(void *v)
     a->b->align_scale_bwd(a->b, a->s, a->x, a->ms, a->ss, a->st, a->dy, a->dx, 0);
 }
 
+/* ---- max-pool (ResNet stem), FPN upsample-add, softmax over the 17 DFL bins ----------- */
+typedef struct {
+    const kd_backend *b;
+    kd_shape s;
+    float *x, *y, *dy, *dx;
+    int32_t *am;
+} mp_ctx;
+static void mp_f(void *v)
+{
+    mp_ctx *m = v;
+    m->b->max_pool_fwd(m->b, m->s, 3, 2, 1, m->x, m->y, m->am);
+}
+static void mp_fb(void *v)
+{
+    mp_ctx *m = v;
+    mp_f(v);
+    m->b->max_pool_bwd(m->b, m->s, 3, 2, 1, m->am, m->dy, m->dx, 0);
+}
+typedef struct {
+    const kd_backend *b;
+    kd_shape top;
+    float *t, *lat;
+} up_ctx;
+static void up_f(void *v)
+{
+    up_ctx *u = v;
+    u->b->upsample_nearest_add_fwd(u->b, u->top, u->t, 2 * u->top.h, 2 * u->top.w, u->lat);
+}
+typedef struct {
+    const kd_backend *b;
+    size_t rows;
+    float *x, *y, *dy, *dx;
+} sm_ctx;
+static void sm_f(void *v)
+{
+    sm_ctx *m = v;
+    m->b->softmax_fwd(m->b, m->rows, 17, m->x, m->y);
+}
+static void sm_fb(void *v)
+{
+    sm_ctx *m = v;
+    sm_f(v);
+    m->b->softmax_bwd(m->b, m->rows, 17, m->y, m->dy, m->dx, 0);
+}
+
 /* ---- PyTorch side: bench_torch.py --serve as a child, one operation per request ------ */
 static FILE *torch_in, *torch_out;
 static pid_t torch_pid;
@@ -201,7 +246,7 @@ typedef struct bench_case {
     double best_ms, torch_ms;
 } bench_case;
 
-#define MAX_CASES 16
+#define MAX_CASES 24
 static bench_case cases[MAX_CASES];
 static int n_cases;
 
@@ -303,6 +348,30 @@ int main(int argc, char **argv)
     add_case("align_fwd", "align_scale (+ teacher stats) fwd", shape, 0, al_f, &a);
     add_case("align_fb", "align_scale (+ teacher stats) fwd+bwd", shape, 0, al_fb, &a);
 
+    kd_shape mps = quick ? (kd_shape){1, 8, 20, 24} : (kd_shape){2, 64, 400, 672};
+    kd_shape mys = kd_pool_out_shape(mps, 3, 2, 1);
+    size_t mn = kd_shape_elems(mps), myn = kd_shape_elems(mys);
+    mp_ctx mp = {b, mps, dev_rand(b, mn, 1.f), dev_rand(b, myn, 1.f), dev_rand(b, myn, 1.f),
+                 dev_rand(b, mn, 1.f), b->alloc(b, myn * sizeof(int32_t))};
+    char mshape[96];
+    snprintf(mshape, sizeof mshape, "N%d C%d %dx%d", mps.n, mps.c, mps.h, mps.w);
+    add_case("maxpool_fwd", "max-pool 3x3 s2 p1 (ResNet stem) fwd", mshape, 0, mp_f, &mp);
+    add_case("maxpool_fb", "max-pool 3x3 s2 p1 (ResNet stem) fwd+bwd", mshape, 0, mp_fb, &mp);
+
+    kd_shape us = quick ? (kd_shape){1, 16, 10, 12} : (kd_shape){2, 256, 50, 84};
+    up_ctx up = {b, us, dev_rand(b, kd_shape_elems(us), 1.f), dev_rand(b, 4 * kd_shape_elems(us), 1.f)};
+    char ushape[96];
+    snprintf(ushape, sizeof ushape, "N%d C%d %dx%d -> %dx%d", us.n, us.c, us.h, us.w, 2 * us.h, 2 * us.w);
+    add_case("upadd_fwd", "FPN nearest upsample + add fwd", ushape, 0, up_f, &up);
+
+    size_t rows = quick ? 1000 : (size_t)2 * 100 * 152 * 4;
+    sm_ctx sm = {b, rows, dev_rand(b, rows * 17, 4.f), dev_rand(b, rows * 17, 1.f),
+                 dev_rand(b, rows * 17, 1.f), dev_rand(b, rows * 17, 1.f)};
+    char sshape[96];
+    snprintf(sshape, sizeof sshape, "%zu rows x 17", rows);
+    add_case("softmax_fwd", "softmax over 17 bins fwd", sshape, 0, sm_f, &sm);
+    add_case("softmax_fb", "softmax over 17 bins fwd+bwd", sshape, 0, sm_fb, &sm);
+
     /* Each round measures the SGEMM peak, then for every case alternates single runs of
      * PyTorch (the child) and crosskd, --reps times, so that both sides meet the same quiet
      * and busy moments of a shared machine; every figure is the best over all runs. */
@@ -358,6 +427,9 @@ int main(int argc, char **argv)
         b->free(b, g.rstd), b->free(b, g.dy), b->free(b, g.dx), b->free(b, g.dg), b->free(b, g.db);
     b->free(b, a.x), b->free(b, a.t), b->free(b, a.mt), b->free(b, a.st), b->free(b, a.y),
         b->free(b, a.ms), b->free(b, a.ss), b->free(b, a.dy), b->free(b, a.dx);
+    b->free(b, mp.x), b->free(b, mp.y), b->free(b, mp.dy), b->free(b, mp.dx), b->free(b, mp.am);
+    b->free(b, up.t), b->free(b, up.lat);
+    b->free(b, sm.x), b->free(b, sm.y), b->free(b, sm.dy), b->free(b, sm.dx);
     b->close(b);
     torch_stop();
     return 0;

@@ -119,18 +119,71 @@ def align(n, c, h, w):
     report("align_fb", fwd_bwd)
 
 
+def maxpool(n, c, h, w):
+    x = torch.randn(n, c, h, w)
+    xg = x.clone().requires_grad_()
+    g = torch.randn_like(F.max_pool2d(x, 3, 2, 1))
+
+    def fwd():
+        with torch.no_grad():
+            F.max_pool2d(x, 3, 2, 1)
+
+    def fwd_bwd():
+        xg.grad = None
+        F.max_pool2d(xg, 3, 2, 1).backward(g)
+
+    CASES["maxpool_fwd"], CASES["maxpool_fb"] = fwd, fwd_bwd
+    report("maxpool_fwd", fwd)
+    report("maxpool_fb", fwd_bwd)
+
+
+def upadd(n, c, h, w):
+    top, lat = torch.randn(n, c, h, w), torch.randn(n, c, 2 * h, 2 * w)
+
+    def fwd():  # MMDetection's FPN: laterals[i - 1] += F.interpolate(laterals[i], size=...)
+        with torch.no_grad():
+            lat.add_(F.interpolate(top, size=(2 * h, 2 * w), mode="nearest"))
+
+    CASES["upadd_fwd"] = fwd
+    report("upadd_fwd", fwd)
+
+
+def softmax17(rows):
+    x = torch.randn(rows, 17)
+    xg = x.clone().requires_grad_()
+    g = torch.randn_like(x)
+
+    def fwd():
+        with torch.no_grad():
+            torch.softmax(x, dim=-1)
+
+    def fwd_bwd():
+        xg.grad = None
+        torch.softmax(xg, dim=-1).backward(g)
+
+    CASES["softmax_fwd"], CASES["softmax_fb"] = fwd, fwd_bwd
+    report("softmax_fwd", fwd)
+    report("softmax_fb", fwd_bwd)
+
+
 if args.quick:
     conv_case("conv_head", 1, 32, 20, 24, 32, 3, 1, 1)
     conv_case("conv_res", 1, 16, 24, 20, 16, 3, 1, 1)
     conv_case("conv_res1x1", 1, 32, 24, 20, 16, 1, 1, 0)
     gn_relu(1, 32, 20, 24, 8)
     align(1, 32, 20, 24)
+    maxpool(1, 8, 20, 24)
+    upadd(1, 16, 10, 12)
+    softmax17(1000)
 else:
     conv_case("conv_head", 2, 256, 100, 152, 256, 3, 1, 1)
     conv_case("conv_res", 2, 128, 100, 168, 128, 3, 1, 1)
     conv_case("conv_res1x1", 2, 256, 200, 336, 64, 1, 1, 0)
     gn_relu(2, 256, 100, 152, 32)
     align(2, 256, 100, 152)
+    maxpool(2, 64, 400, 672)
+    upadd(2, 256, 50, 84)
+    softmax17(2 * 100 * 152 * 4)
 
 if args.serve:
     for fn in CASES.values():
