@@ -8,6 +8,9 @@
 #   signal_requeue SIGUSR1 mid-epoch: checkpoint, exit 85; resume: bit-identical at the end
 #   control        crosskdctl status, checkpoint, pause/resume and stop on a real 2-rank job
 #   rank_death     one rank killed: the whole job ends with an error, no hang
+#   crosskd        a micro teacher trained for one epoch, then a 2-rank CrossKD student
+#                  (idx 0 and 1 on the one-block head): KD terms and the conflict ratio
+#                  logged, the teacher file untouched, a missing teacher named
 set -u
 worker=$1 gen=$2 tool=$3 config=$4 case=$5
 tmp=$(mktemp -d)
@@ -114,5 +117,25 @@ rank_death)
   [ "$rc" -ne 0 ] || fail "job reported success"
   [ "$rc" -ne 124 ] || fail "job hung"
   echo "ok: ended with status $rc in ${elapsed}s" ;;
+crosskd)
+  run 1 "$tmp/teacher" --set train_cfg.max_epochs=1 > "$tmp/log.t" 2>&1 || { cat "$tmp/log.t"; fail "teacher run"; }
+  tw="$tmp/teacher/final.safetensors"
+  sum=$(sha256sum "$tw")
+  kd="--set model.kd_cfg.method=crosskd --set teacher_config=$(basename "$config") --set teacher_ckpt=$tw"
+  for idx in 0 1; do
+    run 2 "$tmp/kd$idx" $kd --set model.kd_cfg.reused_teacher_head_idx=$idx --set model.kd_cfg.log_conflict_ratio=true \
+      > "$tmp/log.kd$idx" 2>&1 || { cat "$tmp/log.kd$idx"; fail "CrossKD run, idx $idx"; }
+    for want in loss_cls_kd loss_reg_kd conflict_ratio; do
+      grep -q "\"$want\"" "$tmp/kd$idx/logs/scalars.jsonl" || { cat "$tmp/log.kd$idx"; fail "idx $idx: $want not logged"; }
+    done
+    grep -q "loss_cls_kd: [0-9]" "$tmp/log.kd$idx" || fail "idx $idx: no loss_cls_kd in the text log"
+    grep -q "distillation: CrossKD" "$tmp/log.kd$idx" || fail "idx $idx: no distillation line"
+    "$tool" verify "$tmp/kd$idx/checkpoints" || fail "idx $idx: checkpoints"
+  done
+  [ "$(sha256sum "$tw")" = "$sum" ] || fail "the teacher's weights changed"
+  run 1 "$tmp/kdx" $kd --set model.kd_cfg.reused_teacher_head_idx=1 --set teacher_ckpt="$tmp/missing.safetensors" \
+    > "$tmp/log.x" 2>&1 && fail "a missing teacher checkpoint was accepted"
+  grep -q "missing.safetensors" "$tmp/log.x" || { cat "$tmp/log.x"; fail "the error does not name the teacher file"; }
+  echo ok ;;
 *) echo "unknown case"; exit 2 ;;
 esac
