@@ -198,9 +198,13 @@ mislaunch)
   ;;
 
 array)
-  # Rows 1-2 distil: the teacher is the same tiny model (no weights: a random teacher).
+  # Rows 1-2 distil: the teacher is the same tiny model, trained here for 16 iterations by
+  # crosskd-worker as a single rank (outside Slurm).
+  (unset SLURM_CONF; "$real_worker" "$config" "${data[@]}" --set "work_dir=$tmp/teacher" \
+     --set train_cfg.max_iters=16 >"$tmp/teacher.log" 2>&1) || { tail -n 20 "$tmp/teacher.log"; fail "training the teacher failed"; }
+  [ -f "$tmp/teacher/final.safetensors" ] || fail "the teacher run wrote no final.safetensors"
   a=$(submit --array=0-2 "${small[@]}" "$array" "$config" "${data[@]}" --set teacher_config=tiny.yaml \
-      --set train_cfg.max_iters=120) || fail "sbatch"
+      --set "teacher_ckpt=$tmp/teacher/final.safetensors" --set train_cfg.max_iters=120) || fail "sbatch"
   say "submitted array $a (tasks 0-2)"
   w1=$tmp/work/crosskd-ablation/1
   wait_until 60 test -s "$w1/checkpoints/latest" || fail "array task 1 wrote no checkpoint within 60 s"
@@ -219,10 +223,15 @@ array)
   done
   grep -q "scontrol requeue ${a}_1" "$w1/logs/slurm-${a}_1.log" || fail "task 1 did not requeue itself alone"
   resumed_from "$w1/logs/slurm-${a}_1.log" "$k" || fail "array task 1 did not resume from $ck"
+  wa=$tmp/work/crosskd-ablation
   if [ "$final" = final_weights.txt ]; then  # the stand-in records the settings it got
-    grep -q "model.kd_cfg.method=none" "$tmp/work/crosskd-ablation/0/$final" &&
-      grep -q "reused_teacher_head_idx=0" "$tmp/work/crosskd-ablation/1/$final" &&
-      grep -q "reused_teacher_head_idx=1" "$tmp/work/crosskd-ablation/2/$final" || fail "a task got the wrong row's settings"
+    grep -q "model.kd_cfg.method=none" "$wa/0/$final" &&
+      grep -q "reused_teacher_head_idx=0" "$wa/1/$final" &&
+      grep -q "reused_teacher_head_idx=1" "$wa/2/$final" || fail "a task got the wrong row's settings"
+  else  # crosskd-worker writes its effective config into the work dir
+    grep -q "^    method: none" "$wa/0/config.yaml" &&
+      grep -q "^    method: crosskd" "$wa/1/config.yaml" && grep -q "reused_teacher_head_idx: 0" "$wa/1/config.yaml" &&
+      grep -q "reused_teacher_head_idx: 1" "$wa/2/config.yaml" || fail "a task trained with the wrong row's settings (config.yaml)"
   fi
   say "ok: 3 array tasks completed in their own work dirs; task 1 requeued alone and resumed from $ck"
   ;;
