@@ -17,7 +17,7 @@
  * student's held feature of block reused_teacher_head_idx aligned to the teacher's
  * statistics, ReLU, then the teacher's remaining layers), all computed by the distiller
  * (worker/distill/distill.h). With --kd also the KD loss terms of model.kd_cfg
- * (loss.loss_cls_kd, loss.loss_reg_kd), included in loss.loss and in every grad.*.
+ * (loss.loss_cls_kd, loss.loss_reg_kd, loss.loss_feat_kd), included in loss.loss and in every grad.*.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,13 +180,15 @@ int main(int argc, char **argv)
         kd_distiller_compute(dist, sm, ls, P, &kt);
         put_scalar(&of, "loss.loss_cls_kd", kt.loss_cls_kd);
         put_scalar(&of, "loss.loss_reg_kd", kt.loss_reg_kd);
+        put_scalar(&of, "loss.loss_feat_kd", kt.loss_feat_kd);
     }
     kd_model_zero_grad(sm);
-    kd_model_backward(sm);
+    if (dist && with_kd) kd_distiller_backward(dist, sm);
+    else kd_model_backward(sm);
     put_scalar(&of, "loss.loss_cls", lo.loss_cls);
     put_scalar(&of, "loss.loss_bbox", lo.loss_bbox);
     put_scalar(&of, "loss.loss_dfl", lo.loss_dfl);
-    put_scalar(&of, "loss.loss", lo.loss_cls + lo.loss_bbox + lo.loss_dfl + kt.loss_cls_kd + kt.loss_reg_kd);
+    put_scalar(&of, "loss.loss", lo.loss_cls + lo.loss_bbox + lo.loss_dfl + kt.loss_cls_kd + kt.loss_reg_kd + kt.loss_feat_kd);
     kd_level_geom g;
     kd_level_geom_of(sm, &g);
     for (int i = 0; i < N; i++) {

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "proto/log.h"
+#include "worker/model/model_internal.h"
 
 #define AVG_EPS ((double)FLT_EPSILON)
 #define MAX_IMAGES 64
@@ -61,7 +62,8 @@ float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t 
 
 int kd_distill_student_hold_idx(const kd_model_cfg *cfg)
 {
-    return cfg->kd_cfg.method == KD_KD_CROSSKD ? (int)cfg->kd_cfg.reused_teacher_head_idx : -1;
+    if (cfg->kd_cfg.method == KD_KD_CROSSKD) return (int)cfg->kd_cfg.reused_teacher_head_idx;
+    return cfg->kd_cfg.method == KD_KD_PKD ? 0 : -1; /* PKD: the FPN-output gradient tap */
 }
 
 static kd_status check_options(const kd_config *cfg, kd_err *err)
@@ -70,11 +72,14 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
     const kd_model_cfg *m = &cfg->model;
     int method = m->kd_cfg.method;
     if (method == KD_KD_NONE) return kd_errf(err, KD_EINVAL, "model.kd_cfg.method is none: nothing to distil");
-    if (method != KD_KD_CROSSKD && method != KD_KD_PRED_MIMIC)
-        return kd_errf(err, KD_EINVAL, "model.kd_cfg.method: '%s' is not implemented yet (crosskd and pred_mimic are)",
+    if (method != KD_KD_CROSSKD && method != KD_KD_PRED_MIMIC && method != KD_KD_PKD)
+        return kd_errf(err, KD_EINVAL,
+                       "model.kd_cfg.method: '%s' is not implemented yet (crosskd, pred_mimic and pkd are)",
                        names[method]);
-    if (m->kd_cfg.loss_feat_kd_weight != 0)
-        return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: PKD is not implemented yet (set it to 0)");
+    if (m->kd_cfg.loss_feat_kd_weight != 0 && method != KD_KD_CROSSKD && method != KD_KD_PKD)
+        return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: PKD combines with crosskd only");
+    if (method == KD_KD_PKD && m->kd_cfg.loss_feat_kd_weight == 0)
+        return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: method pkd needs a weight > 0");
     if (m->kd_cfg.adapter)
         return kd_errf(err, KD_EINVAL, "model.kd_cfg.adapter: the 1x1 adapter is not implemented yet (heads must match)");
     if (m->kd_cfg.reused_teacher_head_idx > m->bbox_head.stacked_convs)
@@ -95,6 +100,8 @@ static kd_status check_pair(const kd_model_cfg *s, const kd_model_cfg *t, int me
     else if (t->bbox_head.reg_max != s->bbox_head.reg_max) what = "bbox_head.reg_max";
     else if (t->neck.num_outs != s->neck.num_outs) what = "neck.num_outs";
     else if (t->bbox_head.strides.n != s->bbox_head.strides.n) what = "bbox_head.anchor_generator.strides";
+    else if ((method == KD_KD_PKD || s->kd_cfg.loss_feat_kd_weight > 0) && t->neck.out_channels != s->neck.out_channels)
+        what = "neck.out_channels (PKD compares FPN outputs)";
     else if (method == KD_KD_CROSSKD) {
         if (t->bbox_head.stacked_convs != s->bbox_head.stacked_convs) what = "bbox_head.stacked_convs";
         else if (idx > 0 && t->bbox_head.feat_channels != s->bbox_head.feat_channels)
@@ -131,6 +138,7 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     d->beta = (float)m->kd_cfg.loss_cls_kd_beta;
     d->w_reg = (float)m->kd_cfg.loss_reg_kd_weight;
     d->T = (float)m->kd_cfg.loss_reg_kd_T;
+    d->w_feat = (float)m->kd_cfg.loss_feat_kd_weight;
     d->log_conflict = m->kd_cfg.log_conflict_ratio;
     d->conflict_thr = (float)m->kd_cfg.conflict_threshold;
     d->tcfg = kd_xcalloc(1, sizeof *d->tcfg);
@@ -146,8 +154,9 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     }
     d->K = (int)m->bbox_head.num_classes;
     d->R1 = (int)m->bbox_head.reg_max + 1;
-    KD_INFO("distillation: %s, teacher GFL ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
-            d->method == KD_KD_CROSSKD ? "CrossKD" : "prediction mimicking", d->tcfg->model.backbone.depth, tpath,
+    static const char *const what[] = {"", "CrossKD", "prediction mimicking", "", "PKD"};
+    KD_INFO("distillation: %s%s, teacher GFL ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
+            what[d->method], d->method == KD_KD_CROSSKD && d->w_feat > 0 ? "+PKD" : "", d->tcfg->model.backbone.depth, tpath,
             ckpt, d->teacher->params.total_elems, (double)kd_model_activation_bytes(d->teacher) / (1 << 20));
     *out = d;
     return KD_OK;
@@ -157,6 +166,7 @@ void kd_distiller_destroy(kd_distiller *d)
 {
     if (!d) return;
     kd_crosskd_free(d);
+    kd_pkd_free(d);
     for (int l = 0; l < KD_MAX_LEVELS; l++) {
         kd_hbuf *hb[] = {&d->tc[l], &d->tr[l], &d->sc[l], &d->sr[l], &d->dc[l], &d->dr[l], &d->r[l]};
         for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]->p);
@@ -250,15 +260,62 @@ void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_ima
 {
     prepare(d, student, gts);
     if (d->method == KD_KD_CROSSKD) kd_crosskd_forward(d, student);
-    else kd_pred_mimic_sources(d, student);
+    else if (d->method == KD_KD_PRED_MIMIC) kd_pred_mimic_sources(d, student);
+}
+
+/* PKD alone: the student holds its FPN outputs (hold_idx 0), whose held-feature gradient
+ * the model adds to the FPN-output gradient for both towers: the feature gradient goes to
+ * the cls tower's, zero to the reg tower's. */
+static void route_feat_to_held(kd_distiller *d, kd_model *st)
+{
+    const kd_backend *be = d->be;
+    for (int l = 0; l < d->L; l++) {
+        size_t e = kd_shape_elems(st->fpn.out_s[l]);
+        if (l < d->feat_levels) be->copy(be, st->d_held[l][0], d->feat_grad[l].p, e * sizeof(float));
+        else be->zero(be, st->d_held[l][0], e * sizeof(float));
+        be->zero(be, st->d_held[l][1], e * sizeof(float));
+    }
+    st->use_d_held = 1;
 }
 
 void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
                           kd_distill_terms *out)
 {
     memset(out, 0, sizeof *out);
-    pred_losses(d, student->n, P, out);
+    d->feat_levels = 0;
+    if (d->method != KD_KD_PKD) pred_losses(d, student->n, P, out);
     if (d->method == KD_KD_CROSSKD) kd_crosskd_backward(d, student);
-    else kd_pred_mimic_backward(d, student);
+    else if (d->method == KD_KD_PRED_MIMIC) kd_pred_mimic_backward(d, student);
+    if (d->w_feat > 0) kd_pkd_compute(d, student, &out->loss_feat_kd);
+    if (d->method == KD_KD_PKD) route_feat_to_held(d, student);
     if (d->log_conflict && ls) conflict_counts(d, student->n, ls, out);
+}
+
+/* kd_model_backward plus the feature gradient added to the FPN-output gradient after the
+ * head's backward: the student's held-feature tap is taken by CrossKD's block idx, so
+ * CrossKD+PKD needs this second fan-in, which the model API does not offer (it would be a
+ * d_fpn[l] beside d_held in kd_model; then this copy of the model's backward sequence goes
+ * away). */
+static void backward_with_feat(kd_distiller *d, kd_model *m)
+{
+    const kd_backend *be = m->be;
+    int hold = m->use_d_held ? m->opts.hold_idx : -1;
+    for (int l = 0; l < m->fpn.num_outs; l++) {
+        for (int t = 0; t < 2; t++) {
+            float *dp = t == KD_TOWER_CLS ? m->d_cls[l] : m->d_reg[l];
+            kd_gfl_tower_bwd(be, &m->head, &m->params, t, l, 0, m->fpn.out_s[l], m->fpn.out[l], &m->acts[l][t], dp,
+                             m->fpn.d_out[l], t, 1, hold, hold > 0 ? m->d_held[l][t] : NULL, m->g[0], m->g[1]);
+            if (hold == 0) be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, m->d_held[l][t], m->fpn.d_out[l]);
+        }
+        if (l < d->feat_levels)
+            be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, d->feat_grad[l].p, m->fpn.d_out[l]);
+    }
+    kd_fpn_bwd(be, &m->fpn, &m->params, m->bb.out);
+    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g);
+}
+
+void kd_distiller_backward(kd_distiller *d, kd_model *student)
+{
+    if (d->method == KD_KD_CROSSKD && d->feat_levels > 0) backward_with_feat(d, student);
+    else kd_model_backward(student);
 }

@@ -16,7 +16,10 @@
  *       crosskd   -> the student's held-feature gradient (student->d_held, use_d_held = 1):
  *                    cross-head backward through the teacher's layers (input gradients only)
  *       pred_mimic-> added to the student's d_cls / d_reg
- *   kd_model_backward(student)
+ *       pkd       -> the student's FPN-output gradient (held-feature tap at index 0)
+ *       crosskd with loss_feat_kd.loss_weight > 0 (CrossKD+PKD) -> both
+ *   kd_distiller_backward(d, student)                the student's backward with the KD
+ *                                                    gradients (instead of kd_model_backward)
  *
  * Normalisers (crosskd.md §5.2, §5.4): the classification KD divides by P, the QFL's
  * normaliser (mean over ranks of the positives, so the caller passes the reduced value);
@@ -24,9 +27,9 @@
  * rank's valid anchors (local, not reduced). So no statistics beyond the detection loss's
  * are reduced, and the compute is a single phase after the all-reduce of [num_pos, W].
  *
- * Methods (kd_kd_method) implemented: crosskd, pred_mimic. The others (ld, pkd, rm_pfi,
- * bckd), a non-zero loss_feat_kd.loss_weight and adapter: true are refused at creation with
- * a "not implemented yet" error naming the key.
+ * Methods (kd_kd_method) implemented: crosskd, pred_mimic, pkd, and CrossKD+PKD. The others
+ * (ld, rm_pfi, bckd) and adapter: true are refused at creation with a "not implemented yet"
+ * error naming the key.
  */
 #ifndef KD_DISTILL_H
 #define KD_DISTILL_H
@@ -36,7 +39,7 @@
 
 /* KD loss terms of one step under MMDetection's log names (0 when a term is off). */
 typedef struct kd_distill_terms {
-    double loss_cls_kd, loss_reg_kd;
+    double loss_cls_kd, loss_reg_kd, loss_feat_kd;
     /* paper Fig. 3 (log_conflict_ratio, else 0): target-conflict and positive anchors of
      * this rank; the ratio is conflicts / positives (sum both over ranks first) */
     double conflicts, positives;
@@ -67,6 +70,9 @@ void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_ima
  * QFL normaliser. */
 void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
                           kd_distill_terms *out);
+
+/* The student's backward including every KD gradient of the last compute. */
+void kd_distiller_backward(kd_distiller *d, kd_model *student);
 
 const kd_model *kd_distiller_teacher(const kd_distiller *d);
 /* crosskd: the cross-head prediction of level l and tower t (device, the teacher's cls or

@@ -3,6 +3,7 @@
  *                 teacher outputs, valid extents, the shared prediction-level KD losses
  *   crosskd.c     the cross-head branch: forward and its input-gradient-only backward
  *   pred_mimic.c  the same KD losses on the student's own predictions
+ *   pkd.c         PKD on the FPN outputs (alone, or with CrossKD)
  *   kd_losses.c   the loss loops (kd_losses.h)
  * Host arrays end in _h; device buffers are reached through the backend only.
  */
@@ -37,7 +38,7 @@ typedef struct kd_cross_lt {
 struct kd_distiller {
     const kd_backend *be;
     int method, idx;
-    float w_cls, beta, w_reg, T;
+    float w_cls, beta, w_reg, T, w_feat;
     int log_conflict;
     float conflict_thr;
     kd_config *tcfg;
@@ -51,6 +52,10 @@ struct kd_distiller {
     kd_hbuf dc[KD_MAX_LEVELS], dr[KD_MAX_LEVELS], r[KD_MAX_LEVELS];
     kd_dbuf dev_grad, s0, s1, dal;
     kd_cross_lt x[KD_MAX_LEVELS][2];
+    /* feature KD: the gradient of the student's FPN outputs, levels [0, feat_levels) */
+    int feat_levels;
+    kd_dbuf feat_grad[KD_MAX_LEVELS], feat_stats[KD_MAX_LEVELS];
+    kd_hbuf feat_h[2];
 };
 
 /* distill.c: copy a level's (N, C, H, W) device tensor to a host buffer. */
@@ -64,5 +69,9 @@ void kd_crosskd_free(kd_distiller *d);
 /* pred_mimic.c */
 void kd_pred_mimic_sources(kd_distiller *d, const kd_model *st);
 void kd_pred_mimic_backward(kd_distiller *d, kd_model *st);
+
+/* pkd.c: loss_feat_kd and d->feat_grad */
+void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss);
+void kd_pkd_free(kd_distiller *d);
 
 #endif

@@ -121,9 +121,9 @@ static void publish(kd_trainer *t, int state, double step_seconds, const double 
 /* Logged terms: the detection losses, then (with a distiller) the KD terms under
  * MMDetection's names and the paper's Fig. 3 target-conflict ratio when asked for. The
  * total "loss" is the sum of every term whose name starts with "loss_". */
-enum { T_LOSS, T_CLS, T_BBOX, T_DFL, T_CLS_KD, T_REG_KD, T_CONFLICT, N_TERMS_MAX };
-static const char *const k_terms[N_TERMS_MAX] = {"loss", "loss_cls", "loss_bbox", "loss_dfl",
-                                                 "loss_cls_kd", "loss_reg_kd", "conflict_ratio"};
+enum { T_LOSS, T_CLS, T_BBOX, T_DFL, T_CLS_KD, T_REG_KD, T_FEAT_KD, T_CONFLICT, N_TERMS_MAX };
+static const char *const k_terms[N_TERMS_MAX] = {"loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_cls_kd",
+                                                 "loss_reg_kd", "loss_feat_kd", "conflict_ratio"};
 
 static int n_terms(const kd_trainer *t)
 {
@@ -157,11 +157,15 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     kd_gfl_loss_normalisers(&total, t->d->size, &Pn, &W);
     kd_gfl_losses L;
     memset(&L, 0, sizeof L);
-    kd_distill_terms kd = {0, 0, 0, 0};
+    kd_distill_terms kd = {0};
     if (b->n > 0) {
         kd_gfl_loss_compute(t->loss, m, Pn, W, 1.0, &L);
-        if (t->distill) kd_distiller_compute(t->distill, m, t->loss, Pn, &kd);
-        kd_model_backward(m);
+        if (t->distill) {
+            kd_distiller_compute(t->distill, m, t->loss, Pn, &kd);
+            kd_distiller_backward(t->distill, m);
+        } else {
+            kd_model_backward(m);
+        }
     }
     kd_grad_sync_ready(&t->sync, 0);
     kd_grad_sync_finish(&t->sync);
@@ -170,7 +174,7 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
      * the ratio of the sums over ranks. */
     int n = n_terms(t);
     double v[N_TERMS_MAX + 1] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, kd.loss_cls_kd, kd.loss_reg_kd,
-                                 kd.conflicts, kd.positives};
+                                 kd.loss_feat_kd, kd.conflicts, kd.positives};
     for (int i = T_CLS; i < n && i < T_CONFLICT; i++) v[T_LOSS] += v[i];
     kd_dist_allreduce_sum(t->d, v, N_TERMS_MAX + 1);
     for (int i = 0; i < T_CONFLICT; i++) out[i] = v[i] / t->d->size;

@@ -75,7 +75,7 @@ static void step(kd_config *c, run *r, int det_off)
     kd_gfl_loss_compute(ls, r->st, P, Wn, 1.0, &lo);
     kd_distiller_compute(r->d, r->st, ls, P, &r->terms);
     kd_model_zero_grad(r->st);
-    kd_model_backward(r->st);
+    kd_distiller_backward(r->d, r->st);
     kd_gfl_loss_destroy(ls);
     const kd_params *Pm = &r->st->params;
     r->grad_h = malloc(Pm->train_elems * sizeof(float));
