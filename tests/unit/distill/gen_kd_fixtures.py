@@ -9,6 +9,8 @@ ref_kd.py (float64 reference, float32 weights):
                                       loss.loss (detection + KD) and grad.<key> of that total
   kd_pm.expected.safetensors          prediction mimicking: the same KD losses on the
                                       student's own outputs
+  kd_pkd.expected.safetensors         PKD alone (weight 2, FPN levels 0..3)
+  kd_i3pkd.expected.safetensors       CrossKD (i 3) + PKD (weight 6, all levels)
 
 Run with Debian's PyTorch: /usr/bin/python3 tests/unit/distill/gen_kd_fixtures.py [out_dir]
 """
@@ -53,7 +55,7 @@ def params_of(w, cfg, grad):
             for k, v in w.items() if not k.endswith('num_batches_tracked')}
 
 
-def run(scfg, sw, tcfg, tw, batch, idx, mimic):
+def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
     p = params_of(sw, scfg, True)
     tp = params_of(tw, tcfg, False)
     img = torch.from_numpy(batch['img']).double()
@@ -63,27 +65,34 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic):
     hold = -1 if mimic else idx
     with torch.no_grad():
         tcls, treg, theld = R.forward(tp, tcfg, img, hold)
+        tfeat = R.fpn(tp, tcfg, R.resnet(tp, tcfg, img))
     cls, reg, held = R.forward(p, scfg, img, hold)
+    sfeat = R.fpn(p, scfg, R.resnet(p, scfg, img))  # the same graph as forward's (recomputed)
     det, labels = R.gfl_loss(scfg, cls, reg, shapes, gts)
     P = float(sum(int((l >= 0).sum()) for l in labels))
     masks = K.valid_masks(scfg, [(c.shape[2], c.shape[3]) for c in cls], shapes, img.dtype)
     X = list(zip(cls, reg)) if mimic else K.cross_head(tp, tcfg, held, theld, idx)
     cls_kd, reg_kd = K.kd_losses(scfg, X, list(zip(tcls, treg)), masks, P)
-    total = det['loss'] + cls_kd + reg_kd
+    if mimic == 'pkd':  # PKD alone: no prediction KD, the first four levels
+        cls_kd, reg_kd = cls_kd * 0, reg_kd * 0
+        sfeat, tfeat = sfeat[:4], tfeat[:4]
+    feat_kd = K.pkd_loss(sfeat, tfeat, pkd) if pkd else cls_kd * 0
+    total = det['loss'] + cls_kd + reg_kd + feat_kd
     total.backward()
     exp = {'loss.loss_cls_kd': np.array(float(cls_kd), np.float32).reshape(()),
            'loss.loss_reg_kd': np.array(float(reg_kd), np.float32).reshape(()),
+           'loss.loss_feat_kd': np.array(float(feat_kd), np.float32).reshape(()),
            'loss.loss': np.array(float(total), np.float32).reshape(())}
-    if not mimic:
+    if not mimic and not pkd:
         for l, (xc, xr) in enumerate(X):
             exp['cross.cls.%d' % l] = xc.detach().float().numpy()
             exp['cross.reg.%d' % l] = xr.detach().float().numpy()
     for k, t in p.items():
         if t.requires_grad:
             exp['grad.' + k] = t.grad.float().numpy()
-    name = 'kd_pm' if mimic else 'kd_i%d' % idx
-    print('%s: P %d, det %.6f, loss_cls_kd %.6f, loss_reg_kd %.6f' % (name, P, float(det['loss']), float(cls_kd),
-                                                                     float(reg_kd)))
+    name = name or ('kd_pm' if mimic else 'kd_i%d' % idx)
+    print('%s: P %d, det %.6f, loss_cls_kd %.6f, loss_reg_kd %.6f, loss_feat_kd %.6f' % (
+        name, P, float(det['loss']), float(cls_kd), float(reg_kd), float(feat_kd)))
     R.st_write(os.path.join(OUT, name + '.expected.safetensors'), exp)
 
 
@@ -104,6 +113,8 @@ def main():
     for idx in IDXS:
         run(s, sw, t, tw, batch, idx, False)
     run(s, sw, t, tw, batch, 3, True)
+    run(s, sw, t, tw, batch, 3, 'pkd', pkd=2.0, name='kd_pkd')
+    run(s, sw, t, tw, batch, 3, False, pkd=6.0, name='kd_i3pkd')
 
 
 if __name__ == '__main__':

@@ -12,6 +12,8 @@ kd-methods.md §6), built on tests/unit/model/ref_gfl.py (imported as a module, 
                        loss_reg_kd = w * sum_a r_a sum_sides T^2 KL(softmax(Tr/T) || softmax(Xr/T))
                                      / (4 + eps) / R,  r_a = sigmoid(max_c Tc) on valid anchors,
                                      R = sum r_a (local)
+  pkd_loss(fs, ft, w)   PKD per level: w * mean((norm(Fs) - norm(Ft))^2) / 2, norm = per-channel
+                       standardisation over (N, H, W) with the unbiased std + 1e-6
 Gradients come from autograd: the teacher's tensors never require grad, so the KD gradient
 reaches the student only through the cross-head inputs (or, for prediction mimicking, its
 own outputs).
@@ -83,3 +85,12 @@ def kd_losses(cfg, X, T, masks, P, w_cls=1.0, beta=1.0, w_reg=4.0, temp=1.0):
     cls_kd = w_cls * cls_kd / (P + EPS32)
     reg_kd = w_reg * reg_kd / (4.0 + EPS32) / Rsum if Rsum > 0 else reg_kd * 0
     return cls_kd, reg_kd
+
+
+def pkd_norm(f):
+    dims = (0, 2, 3)
+    return (f - f.mean(dims, keepdim=True)) / (f.std(dims, keepdim=True) + 1e-6)
+
+
+def pkd_loss(fs, ft, w):
+    return w * sum(((pkd_norm(a) - pkd_norm(b)) ** 2).mean() / 2 for a, b in zip(fs, ft))

@@ -3,13 +3,16 @@
  * base 2, 4-block head of 8 channels) and teacher (ResNet-18 base 2, other weights) on two
  * images of different sizes.
  *
- *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT      VARIANT = i0 | i1 | i3 | i4 | pm
+ *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT
+ *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd
  * iN: CrossKD with reused_teacher_head_idx N; pm: prediction mimicking (the same KD losses
- * on the student's own outputs). Checked, each as its own sub-test:
+ * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6).
+ * Checked, each as its own sub-test:
  *   cross   cross-head predictions, all levels: |c - r| <= 1e-4 |r| + 1e-4 max|r|
  *           (align_scale divides by a per-channel std of as few as 4 values on the smallest
  *           level, which amplifies float32 rounding; the heads alone agree to 1e-5)
- *   losses  loss.loss_cls_kd, loss.loss_reg_kd and the total loss.loss: rtol 1e-4
+ *   losses  loss.loss_cls_kd, loss.loss_reg_kd, loss.loss_feat_kd and the total loss.loss:
+ *           rtol 1e-4 (a term that is off must be exactly 0)
  *   grads   every trainable student parameter's gradient of detection + KD losses:
  *           |c - r| <= 2e-3 |r| + 1e-3 max|r| (the model tests' gradient tolerance)
  * The largest error reached is printed per group.
@@ -63,7 +66,7 @@ static void compare(const char *prefix, double rtol, double atol_rel)
 
 static void cross(void)
 {
-    if (!strcmp(variant, "pm")) return; /* no cross-head for prediction mimicking */
+    if (variant[0] != 'i' || strstr(variant, "pkd")) return; /* cross-head outputs: iN only */
     compare("cross.", 1e-4, 1e-4);
 }
 
@@ -71,6 +74,7 @@ static void losses(void)
 {
     compare("loss.loss_cls_kd$", 1e-4, 0);
     compare("loss.loss_reg_kd$", 1e-4, 0);
+    compare("loss.loss_feat_kd$", 1e-4, 0);
     compare("loss.loss$", 1e-4, 0);
 }
 
@@ -79,12 +83,16 @@ static void grads(void) { compare("grad.", 2e-3, 1e-3); }
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
-    char out[256], cmd[4096], set[128];
+    char out[256], cmd[4096], set[256];
     if (!strcmp(variant, "pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
+    else if (!strcmp(variant, "pkd"))
+        snprintf(set, sizeof set, "--set model.kd_cfg.method=pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2");
+    else if (!strcmp(variant, "i3pkd"))
+        snprintf(set, sizeof set, "--set model.kd_cfg.loss_feat_kd.loss_weight=6");
     else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", variant + 1);
     snprintf(out, sizeof out, "distill_fixture_%s_%d.safetensors", variant, (int)getpid());
     snprintf(cmd, sizeof cmd,
