@@ -72,9 +72,9 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
     const kd_model_cfg *m = &cfg->model;
     int method = m->kd_cfg.method;
     if (method == KD_KD_NONE) return kd_errf(err, KD_EINVAL, "model.kd_cfg.method is none: nothing to distil");
-    if (method != KD_KD_CROSSKD && method != KD_KD_PRED_MIMIC && method != KD_KD_PKD)
+    if (method == KD_KD_LD || method == KD_KD_RM_PFI)
         return kd_errf(err, KD_EINVAL,
-                       "model.kd_cfg.method: '%s' is not implemented yet (crosskd, pred_mimic and pkd are)",
+                       "model.kd_cfg.method: '%s' is not implemented yet (crosskd, pred_mimic, pkd and bckd are)",
                        names[method]);
     if (m->kd_cfg.loss_feat_kd_weight != 0 && method != KD_KD_CROSSKD && method != KD_KD_PKD)
         return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: PKD combines with crosskd only");
@@ -154,7 +154,7 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     }
     d->K = (int)m->bbox_head.num_classes;
     d->R1 = (int)m->bbox_head.reg_max + 1;
-    static const char *const what[] = {"", "CrossKD", "prediction mimicking", "", "PKD"};
+    static const char *const what[] = {"", "CrossKD", "prediction mimicking", "LD", "PKD", "RM+PFI", "BCKD"};
     KD_INFO("distillation: %s%s, teacher GFL ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
             what[d->method], d->method == KD_KD_CROSSKD && d->w_feat > 0 ? "+PKD" : "", d->tcfg->model.backbone.depth, tpath,
             ckpt, d->teacher->params.total_elems, (double)kd_model_activation_bytes(d->teacher) / (1 << 20));
@@ -236,14 +236,22 @@ static void conflict_counts(const kd_distiller *d, int n, const kd_gfl_loss *ls,
     out->positives = positives;
 }
 
-/* The shared prediction losses on d->sc / d->sr, gradients into d->dc / d->dr. */
-static void pred_losses(kd_distiller *d, int n, double P, kd_distill_terms *out)
+void kd_distill_zero_grads(kd_distiller *d, int n)
 {
-    double R = 0;
     for (int l = 0; l < d->L; l++) {
         size_t hw = (size_t)d->g.h[l] * d->g.w[l];
         memset(kd_hbuf_get(&d->dc[l], (size_t)n * d->K * hw), 0, (size_t)n * d->K * hw * sizeof(float));
         memset(kd_hbuf_get(&d->dr[l], (size_t)n * 4 * d->R1 * hw), 0, (size_t)n * 4 * d->R1 * hw * sizeof(float));
+    }
+}
+
+/* The shared prediction losses on d->sc / d->sr, gradients into d->dc / d->dr. */
+static void pred_losses(kd_distiller *d, int n, double P, kd_distill_terms *out)
+{
+    double R = 0;
+    kd_distill_zero_grads(d, n);
+    for (int l = 0; l < d->L; l++) {
+        size_t hw = (size_t)d->g.h[l] * d->g.w[l];
         kd_kd_level lv = {n, d->g.h[l], d->g.w[l], d->vh[l], d->vw[l]};
         R += kd_teacher_score_level(&lv, d->K, d->tc[l].p, kd_hbuf_get(&d->r[l], (size_t)n * hw));
     }
@@ -260,7 +268,7 @@ void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_ima
 {
     prepare(d, student, gts);
     if (d->method == KD_KD_CROSSKD) kd_crosskd_forward(d, student);
-    else if (d->method == KD_KD_PRED_MIMIC) kd_pred_mimic_sources(d, student);
+    else if (d->method != KD_KD_PKD) kd_pred_mimic_sources(d, student);
 }
 
 /* PKD alone: the student holds its FPN outputs (hold_idx 0), whose held-feature gradient
@@ -283,9 +291,10 @@ void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss 
 {
     memset(out, 0, sizeof *out);
     d->feat_levels = 0;
-    if (d->method != KD_KD_PKD) pred_losses(d, student->n, P, out);
+    if (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) pred_losses(d, student->n, P, out);
+    else if (d->method == KD_KD_BCKD) kd_bckd_compute(d, student, ls, P, out);
     if (d->method == KD_KD_CROSSKD) kd_crosskd_backward(d, student);
-    else if (d->method == KD_KD_PRED_MIMIC) kd_pred_mimic_backward(d, student);
+    else if (d->method != KD_KD_PKD) kd_pred_mimic_backward(d, student);
     if (d->w_feat > 0) kd_pkd_compute(d, student, &out->loss_feat_kd);
     if (d->method == KD_KD_PKD) route_feat_to_held(d, student);
     if (d->log_conflict && ls) conflict_counts(d, student->n, ls, out);

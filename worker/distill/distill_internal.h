@@ -4,6 +4,7 @@
  *   crosskd.c     the cross-head branch: forward and its input-gradient-only backward
  *   pred_mimic.c  the same KD losses on the student's own predictions
  *   pkd.c         PKD on the FPN outputs (alone, or with CrossKD)
+ *   bckd.c        BCKD's binary classification and IoU-based localisation KD
  *   kd_losses.c   the loss loops (kd_losses.h)
  * Host arrays end in _h; device buffers are reached through the backend only.
  */
@@ -61,6 +62,9 @@ struct kd_distiller {
 /* distill.c: copy a level's (N, C, H, W) device tensor to a host buffer. */
 float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t elems);
 
+/* distill.c: zero the host gradients d->dc / d->dr of a batch of n images. */
+void kd_distill_zero_grads(kd_distiller *d, int n);
+
 /* crosskd.c */
 void kd_crosskd_forward(kd_distiller *d, const kd_model *st);
 void kd_crosskd_backward(kd_distiller *d, kd_model *st);
@@ -69,6 +73,10 @@ void kd_crosskd_free(kd_distiller *d);
 /* pred_mimic.c */
 void kd_pred_mimic_sources(kd_distiller *d, const kd_model *st);
 void kd_pred_mimic_backward(kd_distiller *d, kd_model *st);
+
+/* bckd.c: BCKD's two terms on the student's outputs into d->dc / d->dr (ls: positives per
+ * level) */
+void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, double P, kd_distill_terms *out);
 
 /* pkd.c: loss_feat_kd and d->feat_grad */
 void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss);

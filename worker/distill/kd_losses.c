@@ -72,3 +72,49 @@ double kd_kl_reg_level(const kd_kd_level *lv, int R1, const float *x, const floa
             }
     return sum * scale;
 }
+
+/* Distances (4 sides) of position pos of image i: softmax expectation over R1 bins; the
+ * softmax of each side is kept in q (4 x R1) for the backward. */
+static void integral(const float *x, size_t base, size_t hw, int R1, float *q, float *dist)
+{
+    for (int s = 0; s < 4; s++) {
+        float *qs = q + s * R1;
+        for (int j = 0; j < R1; j++) qs[j] = x[base + (size_t)(s * R1 + j) * hw];
+        kd_softmax_row(qs, qs, R1);
+        float e = 0.0f;
+        for (int j = 0; j < R1; j++) e += qs[j] * (float)j;
+        dist[s] = e;
+    }
+}
+
+double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const float *t,
+                          const float *w, double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    float qs[4 * 64], qt[4 * 64];
+    if (R1 > 64) return NAN;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (int y = 0; y < lv->H; y++)
+            for (int xx = 0; xx < lv->W; xx++) {
+                size_t pos = (size_t)y * lv->W + xx, base = (size_t)i * 4 * R1 * hw + pos;
+                float wa = w[(size_t)i * hw + pos];
+                if (wa == 0.0f) continue;
+                float ds[4], dt[4];
+                integral(x, base, hw, R1, qs, ds);
+                integral(t, base, hw, R1, qt, dt);
+                float cx = (float)xx, cy = (float)y;
+                float bs[4] = {cx - ds[0], cy - ds[1], cx + ds[2], cy + ds[3]};
+                float bt[4] = {cx - dt[0], cy - dt[1], cx + dt[2], cy + dt[3]};
+                float db[4];
+                sum += (double)wa * kd_giou_elem(bs, bt, db);
+                if (!dx) continue;
+                float dd[4] = {-db[0], -db[1], db[2], db[3]};
+                for (int s = 0; s < 4; s++) {
+                    float g = (float)(scale * wa) * dd[s];
+                    for (int j = 0; j < R1; j++) /* d E / d z_j = q_j (j - E) */
+                        dx[base + (size_t)(s * R1 + j) * hw] += g * qs[s * R1 + j] * ((float)j - ds[s]);
+                }
+            }
+    return sum * scale;
+}

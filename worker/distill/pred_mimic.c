@@ -4,7 +4,9 @@
  * normalisers, distill.c) applied to the student's OWN predictions. The gradients are added
  * to the student's d_cls / d_reg after the detection loss wrote them, so they reach every
  * student layer including the prediction convs (the conflict CrossKD avoids). The teacher
- * holds no head feature for this method.
+ * holds no head feature for this method. The two functions here (student outputs to the
+ * host, host gradients added to d_cls / d_reg) are also the plumbing of the other methods on
+ * the student's own outputs (BCKD).
  */
 #include "worker/distill/distill_internal.h"
 

@@ -5,12 +5,13 @@ ref_kd.py (float64 reference, float32 weights):
                                       ResNet-18 base 2, teacher ResNet-18 base 2, other weights)
   kd_student.weights.safetensors, kd_teacher.weights.safetensors, kd.batch.safetensors
   kd_i<idx>.expected.safetensors      CrossKD with reused_teacher_head_idx idx (0, 1, 3, 4):
-                                      cross.{cls,reg}.l, loss.loss_cls_kd, loss.loss_reg_kd,
+                                      cross.{cls,reg}.l (levels 1..4), loss.loss_cls_kd, loss.loss_reg_kd,
                                       loss.loss (detection + KD) and grad.<key> of that total
   kd_pm.expected.safetensors          prediction mimicking: the same KD losses on the
                                       student's own outputs
   kd_pkd.expected.safetensors         PKD alone (weight 2, FPN levels 0..3)
   kd_i3pkd.expected.safetensors       CrossKD (i 3) + PKD (weight 6, all levels)
+  kd_bckd.expected.safetensors        BCKD (cls KD weight 1, localisation KD weight 4)
 
 Run with Debian's PyTorch: /usr/bin/python3 tests/unit/distill/gen_kd_fixtures.py [out_dir]
 """
@@ -72,7 +73,13 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
     P = float(sum(int((l >= 0).sum()) for l in labels))
     masks = K.valid_masks(scfg, [(c.shape[2], c.shape[3]) for c in cls], shapes, img.dtype)
     X = list(zip(cls, reg)) if mimic else K.cross_head(tp, tcfg, held, theld, idx)
-    cls_kd, reg_kd = K.kd_losses(scfg, X, list(zip(tcls, treg)), masks, P)
+    if mimic == 'bckd':
+        counts = [c.shape[2] * c.shape[3] for c in cls]
+        offs = np.cumsum([0] + counts)
+        has_pos = [any(bool((lab[offs[l]:offs[l + 1]] >= 0).any()) for lab in labels) for l in range(len(cls))]
+        cls_kd, reg_kd = K.bckd_losses(scfg, X, list(zip(tcls, treg)), masks, has_pos, P)
+    else:
+        cls_kd, reg_kd = K.kd_losses(scfg, X, list(zip(tcls, treg)), masks, P)
     if mimic == 'pkd':  # PKD alone: no prediction KD, the first four levels
         cls_kd, reg_kd = cls_kd * 0, reg_kd * 0
         sfeat, tfeat = sfeat[:4], tfeat[:4]
@@ -85,6 +92,8 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
            'loss.loss': np.array(float(total), np.float32).reshape(())}
     if not mimic and not pkd:
         for l, (xc, xr) in enumerate(X):
+            if l == 0:  # size: P3 holds 3/4 of the positions; the losses and gradients cover it
+                continue
             exp['cross.cls.%d' % l] = xc.detach().float().numpy()
             exp['cross.reg.%d' % l] = xr.detach().float().numpy()
     for k, t in p.items():
@@ -115,6 +124,7 @@ def main():
     run(s, sw, t, tw, batch, 3, True)
     run(s, sw, t, tw, batch, 3, 'pkd', pkd=2.0, name='kd_pkd')
     run(s, sw, t, tw, batch, 3, False, pkd=6.0, name='kd_i3pkd')
+    run(s, sw, t, tw, batch, 3, 'bckd', name='kd_bckd')
 
 
 if __name__ == '__main__':

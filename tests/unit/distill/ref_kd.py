@@ -14,6 +14,11 @@ kd-methods.md §6), built on tests/unit/model/ref_gfl.py (imported as a module, 
                                      R = sum r_a (local)
   pkd_loss(fs, ft, w)   PKD per level: w * mean((norm(Fs) - norm(Ft))^2) / 2, norm = per-channel
                        standardisation over (N, H, W) with the unbiased std + 1e-6
+  bckd_losses(...)     BCKD: KD-QFL (beta 1) on the student's logits over valid anchors, and
+                       v_a * (1 - GIoU(b_S, b_T)) over valid anchors, v_a = max_c |sigma(t) -
+                       sigma(x)| (detached), boxes decoded from the distributions at the anchor
+                       centres (stride units); both / (max(P, 1) + eps); levels without a
+                       positive anchor contribute nothing (BCKD's code)
 Gradients come from autograd: the teacher's tensors never require grad, so the KD gradient
 reaches the student only through the cross-head inputs (or, for prediction mimicking, its
 own outputs).
@@ -94,3 +99,25 @@ def pkd_norm(f):
 
 def pkd_loss(fs, ft, w):
     return w * sum(((pkd_norm(a) - pkd_norm(b)) ** 2).mean() / 2 for a, b in zip(fs, ft))
+
+
+def decode(reg, R1):
+    N, _, H, W = reg.shape
+    d = (F.softmax(reg.view(N, 4, R1, H, W), 2) * torch.arange(R1, dtype=reg.dtype).view(1, 1, R1, 1, 1)).sum(2)
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=reg.dtype), torch.arange(W, dtype=reg.dtype), indexing='ij')
+    b = torch.stack([xs - d[:, 0], ys - d[:, 1], xs + d[:, 2], ys + d[:, 3]], 1)   # (N, 4, H, W)
+    return b.permute(0, 2, 3, 1).reshape(-1, 4)
+
+
+def bckd_losses(cfg, S, T, masks, level_has_pos, P, w_cls=1.0, w_loc=4.0):
+    R1 = cfg['reg_max'] + 1
+    ns = max(P, 1.0)
+    cls, loc = 0, 0
+    for (xc, xr), (tc, tr), m, hp in zip(S, T, masks, level_has_pos):
+        if not hp:
+            continue
+        cls = cls + (kd_qfl(xc, tc, 1.0).sum(1) * m).sum()
+        v = ((tc.sigmoid() - xc.sigmoid()).abs().max(1)[0] * m).detach().reshape(-1)
+        g = R.aligned_overlaps(decode(xr, R1), decode(tr, R1).detach(), 'giou')
+        loc = loc + (v * (1 - g)).sum()
+    return w_cls * cls / (ns + EPS32), w_loc * loc / (ns + EPS32)

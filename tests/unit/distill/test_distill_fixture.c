@@ -4,11 +4,13 @@
  * images of different sizes.
  *
  *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT
- *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd
+ *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd
  * iN: CrossKD with reused_teacher_head_idx N; pm: prediction mimicking (the same KD losses
- * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6).
+ * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6); bckd: BCKD
+ * (binary cls KD weight 1, GIoU localisation KD weight 4).
  * Checked, each as its own sub-test:
- *   cross   cross-head predictions, all levels: |c - r| <= 1e-4 |r| + 1e-4 max|r|
+ *   cross   cross-head predictions, levels 1..4 (level 0 only through the losses and
+ *           gradients, to keep the fixtures small): |c - r| <= 1e-4 |r| + 1e-4 max|r|
  *           (align_scale divides by a per-channel std of as few as 4 values on the smallest
  *           level, which amplifies float32 rounding; the heads alone agree to 1e-5)
  *   losses  loss.loss_cls_kd, loss.loss_reg_kd, loss.loss_feat_kd and the total loss.loss:
@@ -83,7 +85,7 @@ static void grads(void) { compare("grad.", 2e-3, 1e-3); }
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
@@ -91,6 +93,7 @@ int main(int argc, char **argv)
     if (!strcmp(variant, "pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
     else if (!strcmp(variant, "pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2");
+    else if (!strcmp(variant, "bckd")) snprintf(set, sizeof set, "--set model.kd_cfg.method=bckd");
     else if (!strcmp(variant, "i3pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.loss_feat_kd.loss_weight=6");
     else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", variant + 1);
