@@ -28,7 +28,7 @@
  * rank's valid anchors (local, not reduced). So no statistics beyond the detection loss's
  * are reduced, and the compute is a single phase after the all-reduce of [num_pos, W].
  *
- * Methods (kd_kd_method) implemented: crosskd, pred_mimic, pkd, and CrossKD+PKD. The others
+ * Methods (kd_kd_method) implemented: crosskd, pred_mimic, pkd, CrossKD+PKD and bckd. The others
  * (ld, rm_pfi) and adapter: true are refused at creation with a "not implemented yet"
  * error naming the key.
  */
