@@ -197,6 +197,34 @@ static void test_softmax(void)
     check_rows("softmax no rows", kt_b->softmax_fwd, kt_b->softmax_bwd, softmax_ref, 0, 17, -1, 1, 11);
     check_rows("softmax many rows", kt_b->softmax_fwd, kt_b->softmax_bwd, softmax_ref, 4001, 17,
                -1e4, 1e4, 12);
+    check_rows("softmax long rows", kt_b->softmax_fwd, kt_b->softmax_bwd, softmax_ref, 2, 5000,
+               -30, 30, 16);
+    check_rows("softmax 300 cols", kt_b->softmax_fwd, kt_b->softmax_bwd, softmax_ref, 40, 300,
+               -90, 10, 17);
+}
+
+/* NaN and -inf through the backend's vectorised exp: a NaN row is all NaN (PyTorch), a -inf
+ * logit has probability 0 and log-probability -inf. */
+static void test_softmax_special(void)
+{
+    float x[3 * 17];
+    for (int i = 0; i < 3 * 17; i++) x[i] = (float)(i % 17) * 0.5f - 3.0f;
+    x[5] = NAN;
+    x[17 + 2] = -INFINITY;
+    x[34 + 16] = -100.0f; /* e^-100 underflows to 0 relative to the others */
+    float *xd = kt_dev(x, 51), *yd = kt_dev_fill(51, 0), *lyd = kt_dev_fill(51, 0);
+    kt_b->softmax_fwd(kt_b, 3, 17, xd, yd);
+    kt_b->log_softmax_fwd(kt_b, 3, 17, xd, lyd);
+    float *y = kt_host(yd, 51), *ly = kt_host(lyd, 51);
+    for (int j = 0; j < 17; j++) KD_EXPECT(isnan(y[j]) && isnan(ly[j]));
+    KD_EXPECT(y[17 + 2] == 0.0f && ly[17 + 2] == -INFINITY);
+    double s = 0;
+    for (int j = 0; j < 17; j++) s += y[17 + j];
+    KD_EXPECT_NEAR(s, 1.0, 1e-6, 0);
+    KD_EXPECT(y[34 + 16] >= 0.0f && y[34 + 16] < 1e-40f);
+    KD_EXPECT_NEAR(ly[34 + 16] - ly[34 + 15], (double)x[34 + 16] - x[34 + 15], 1e-4, 0);
+    free(y), free(ly);
+    kt_dfree(xd), kt_dfree(yd), kt_dfree(lyd);
 }
 
 static void test_log_softmax(void)
@@ -225,6 +253,7 @@ int main(void)
     KD_TEST_RUN(test_scale);
     KD_TEST_RUN(test_softmax);
     KD_TEST_RUN(test_log_softmax);
+    KD_TEST_RUN(test_softmax_special);
     kt_b->close(kt_b);
     return kd_test_summary();
 }
