@@ -72,9 +72,9 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
     const kd_model_cfg *m = &cfg->model;
     int method = m->kd_cfg.method;
     if (method == KD_KD_NONE) return kd_errf(err, KD_EINVAL, "model.kd_cfg.method is none: nothing to distil");
-    if (method == KD_KD_LD || method == KD_KD_RM_PFI)
+    if (method == KD_KD_RM_PFI)
         return kd_errf(err, KD_EINVAL,
-                       "model.kd_cfg.method: '%s' is not implemented yet (crosskd, pred_mimic, pkd and bckd are)",
+                       "model.kd_cfg.method: '%s' is not implemented yet (crosskd, pred_mimic, pkd, bckd and ld are)",
                        names[method]);
     if (m->kd_cfg.loss_feat_kd_weight != 0 && method != KD_KD_CROSSKD && method != KD_KD_PKD)
         return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: PKD combines with crosskd only");
@@ -267,6 +267,7 @@ static void pred_losses(kd_distiller *d, int n, double P, kd_distill_terms *out)
 void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_image_gt *gts)
 {
     prepare(d, student, gts);
+    d->gts = gts;
     if (d->method == KD_KD_CROSSKD) kd_crosskd_forward(d, student);
     else if (d->method != KD_KD_PKD) kd_pred_mimic_sources(d, student);
 }
@@ -293,6 +294,7 @@ void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss 
     d->feat_levels = 0;
     if (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) pred_losses(d, student->n, P, out);
     else if (d->method == KD_KD_BCKD) kd_bckd_compute(d, student, ls, P, out);
+    else if (d->method == KD_KD_LD) kd_ld_compute(d, student, ls, out);
     if (d->method == KD_KD_CROSSKD) kd_crosskd_backward(d, student);
     else if (d->method != KD_KD_PKD) kd_pred_mimic_backward(d, student);
     if (d->w_feat > 0) kd_pkd_compute(d, student, &out->loss_feat_kd);

@@ -18,7 +18,7 @@
  *       pred_mimic-> added to the student's d_cls / d_reg
  *       pkd       -> the student's FPN-output gradient (held-feature tap at index 0)
  *       crosskd with loss_feat_kd.loss_weight > 0 (CrossKD+PKD) -> both
- *       bckd      -> added to the student's d_cls / d_reg
+ *       bckd, ld  -> added to the student's d_cls / d_reg
  *   kd_distiller_backward(d, student)                the student's backward with the KD
  *                                                    gradients (instead of kd_model_backward)
  *
@@ -28,8 +28,8 @@
  * rank's valid anchors (local, not reduced). So no statistics beyond the detection loss's
  * are reduced, and the compute is a single phase after the all-reduce of [num_pos, W].
  *
- * Methods (kd_kd_method) implemented: crosskd, pred_mimic, pkd, CrossKD+PKD and bckd. The others
- * (ld, rm_pfi) and adapter: true are refused at creation with a "not implemented yet"
+ * Methods (kd_kd_method) implemented: crosskd, pred_mimic, pkd, CrossKD+PKD, bckd and ld.
+ * rm_pfi and adapter: true are refused at creation with a "not implemented yet"
  * error naming the key.
  */
 #ifndef KD_DISTILL_H

@@ -5,6 +5,7 @@
  *   pred_mimic.c  the same KD losses on the student's own predictions
  *   pkd.c         PKD on the FPN outputs (alone, or with CrossKD)
  *   bckd.c        BCKD's binary classification and IoU-based localisation KD
+ *   ld.c          LD: main and valuable-localisation-region distribution KD, main class KD
  *   kd_losses.c   the loss loops (kd_losses.h)
  * Host arrays end in _h; device buffers are reached through the backend only.
  */
@@ -45,6 +46,7 @@ struct kd_distiller {
     kd_config *tcfg;
     kd_model *teacher;
     int L, K, R1;
+    const kd_image_gt *gts; /* the batch of the last kd_distiller_forward */
     kd_level_geom g;
     /* per level: valid extents per image, host copies (teacher, source predictions) and the
      * gradients of the source predictions */
@@ -77,6 +79,9 @@ void kd_pred_mimic_backward(kd_distiller *d, kd_model *st);
 /* bckd.c: BCKD's two terms on the student's outputs into d->dc / d->dr (ls: positives per
  * level) */
 void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, double P, kd_distill_terms *out);
+
+/* ld.c: LD's main and VLR localisation KD and main class KD into d->dc / d->dr */
+void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, kd_distill_terms *out);
 
 /* pkd.c: loss_feat_kd and d->feat_grad */
 void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss);

@@ -12,6 +12,7 @@ ref_kd.py (float64 reference, float32 weights):
   kd_pkd.expected.safetensors         PKD alone (weight 2, FPN levels 0..3)
   kd_i3pkd.expected.safetensors       CrossKD (i 3) + PKD (weight 6, all levels)
   kd_bckd.expected.safetensors        BCKD (cls KD weight 1, localisation KD weight 4)
+  kd_ld.expected.safetensors          LD (main and VLR LD weight 0.25 T 10, main KD weight 10)
 
 Run with Debian's PyTorch: /usr/bin/python3 tests/unit/distill/gen_kd_fixtures.py [out_dir]
 """
@@ -78,6 +79,8 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
         offs = np.cumsum([0] + counts)
         has_pos = [any(bool((lab[offs[l]:offs[l + 1]] >= 0).any()) for lab in labels) for l in range(len(cls))]
         cls_kd, reg_kd = K.bckd_losses(scfg, X, list(zip(tcls, treg)), masks, has_pos, P)
+    elif mimic == 'ld':
+        cls_kd, reg_kd = K.ld_losses(scfg, X, list(zip(tcls, treg)), labels, shapes, gts)
     else:
         cls_kd, reg_kd = K.kd_losses(scfg, X, list(zip(tcls, treg)), masks, P)
     if mimic == 'pkd':  # PKD alone: no prediction KD, the first four levels
@@ -125,6 +128,7 @@ def main():
     run(s, sw, t, tw, batch, 3, 'pkd', pkd=2.0, name='kd_pkd')
     run(s, sw, t, tw, batch, 3, False, pkd=6.0, name='kd_i3pkd')
     run(s, sw, t, tw, batch, 3, 'bckd', name='kd_bckd')
+    run(s, sw, t, tw, batch, 3, 'ld', name='kd_ld')
 
 
 if __name__ == '__main__':

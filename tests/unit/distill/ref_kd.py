@@ -19,6 +19,9 @@ kd-methods.md §6), built on tests/unit/model/ref_gfl.py (imported as a module, 
                        sigma(x)| (detached), boxes decoded from the distributions at the anchor
                        centres (stride units); both / (max(P, 1) + eps); levels without a
                        positive anchor contribute nothing (BCKD's code)
+  ld_losses(...)       LD: main LD (positives, weight max_c sigma(student), T^2 mean-bin KL / 4),
+                       VLR LD (IoU weight on the 0.25 thr <= DIoU < thr band, / 16), main KD
+                       (positives, T 2 mean-class KL / the level's positive count)
 Gradients come from autograd: the teacher's tensors never require grad, so the KD gradient
 reaches the student only through the cross-head inputs (or, for prediction mimicking, its
 own outputs).
@@ -121,3 +124,72 @@ def bckd_losses(cfg, S, T, masks, level_has_pos, P, w_cls=1.0, w_loc=4.0):
         g = R.aligned_overlaps(decode(xr, R1), decode(tr, R1).detach(), 'giou')
         loc = loc + (v * (1 - g)).sum()
     return w_cls * cls / (ns + EPS32), w_loc * loc / (ns + EPS32)
+
+
+def kl_mean(x, t, T):
+    p = F.softmax(t / T, -1)
+    return (torch.xlogy(p, p) - p * F.log_softmax(x / T, -1)).mean(-1) * T * T
+
+
+def _iou_diou(a, b):
+    a, b = a.double(), b.double()
+    iw = (torch.min(a[:, 2], b[2]) - torch.max(a[:, 0], b[0])).clamp(min=0)
+    ih = (torch.min(a[:, 3], b[3]) - torch.max(a[:, 1], b[1])).clamp(min=0)
+    ov = iw * ih
+    un = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[2] - b[0]) * (b[3] - b[1]) - ov).clamp(min=1e-6)
+    iou = ov / un
+    dx = (a[:, 0] + a[:, 2]) / 2 - (b[0] + b[2]) / 2
+    dy = (a[:, 1] + a[:, 3]) / 2 - (b[1] + b[3]) / 2
+    cw = torch.max(a[:, 2], b[2]) - torch.min(a[:, 0], b[0])
+    ch = torch.max(a[:, 3], b[3]) - torch.min(a[:, 1], b[1])
+    return iou, iou - (dx * dx + dy * dy) / (cw * cw + ch * ch + 1e-6)
+
+
+def vlr_weights(cfg, anchors, valid, counts, gt):
+    """LD's valuable localisation region weight per anchor of one image."""
+    A = anchors.shape[0]
+    vlr = torch.zeros(A, dtype=torch.float64)
+    lvl = torch.cat([torch.full((n,), l, dtype=torch.long) for l, n in enumerate(counts)])
+    acx, acy = (anchors[:, 0] + anchors[:, 2]) / 2.0, (anchors[:, 1] + anchors[:, 3]) / 2.0
+    for j in range(gt.shape[0]):
+        b = gt[j]
+        gcx, gcy = (b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0
+        d = ((acx.double() - float(gcx)) ** 2 + (acy.double() - float(gcy)) ** 2).sqrt()
+        cand = []
+        for l in range(len(counts)):
+            ids = torch.nonzero((lvl == l) & valid).squeeze(1)
+            order = torch.sort(d[ids], stable=True)[1]
+            cand.append(ids[order[:min(cfg['topk'], ids.numel())]])
+        cand = torch.cat(cand)
+        iou_all, diou_all = _iou_diou(anchors, b)
+        ci = iou_all[cand]
+        thr = ci.mean() + ci.std()
+        ok = valid & (diou_all >= 0.25 * thr) & (diou_all < thr) & (iou_all > vlr)
+        vlr = torch.where(ok, iou_all, vlr)
+    return vlr
+
+
+def ld_losses(cfg, S, T, labels, img_shapes, gts, w_cls=10.0, w_reg=0.25, t_reg=10.0, t_cls=2.0):
+    K, R1 = cfg['num_classes'], cfg['reg_max'] + 1
+    sizes = [(c.shape[2], c.shape[3]) for c, _ in S]
+    counts = [h * w for h, w in sizes]
+    div = cfg['pad_div']
+    vlrs = []
+    for i, (h, w) in enumerate(img_shapes):
+        pad = (int(math.ceil(h / div) * div), int(math.ceil(w / div) * div))
+        anchors, valid = R.anchors_and_valid(cfg, sizes, pad)
+        vlrs.append(vlr_weights(cfg, anchors, valid, counts, gts[i][0]))
+    cls_kd, reg_kd, o = 0, 0, 0
+    for (xc, xr), (tc, tr), n in zip(S, T, counts):
+        cs, ct = xc.permute(0, 2, 3, 1).reshape(-1, K), tc.permute(0, 2, 3, 1).reshape(-1, K)
+        rs, rt = xr.permute(0, 2, 3, 1).reshape(-1, 4, R1), tr.permute(0, 2, 3, 1).reshape(-1, 4, R1)
+        lab = torch.cat([x[o:o + n] for x in labels])
+        vlr = torch.cat([x[o:o + n] for x in vlrs]).to(cs.dtype)
+        o += n
+        pos = lab >= 0
+        kl = kl_mean(rs, rt, t_reg)                                   # (M, 4)
+        w = cs.detach().sigmoid().max(1)[0]
+        reg_kd = reg_kd + w_reg * (w[pos, None] * kl[pos]).sum() / 4.0 + w_reg * (vlr[:, None] * kl).sum() / 16.0
+        if pos.any():
+            cls_kd = cls_kd + w_cls * kl_mean(cs[pos], ct[pos], t_cls).sum() / float(pos.sum())
+    return cls_kd, reg_kd

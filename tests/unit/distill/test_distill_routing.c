@@ -209,8 +209,8 @@ static void errors(void)
 {
     char tw[1024];
     snprintf(tw, sizeof tw, "%s/kd_teacher.weights.safetensors", dir);
-    const char *ld[] = {"model.kd_cfg.method=ld"};
-    expect_create_error(ld, 1, tw, "not implemented yet");
+    const char *rm[] = {"model.kd_cfg.method=rm_pfi"};
+    expect_create_error(rm, 1, tw, "not implemented yet");
     const char *ad[] = {"model.kd_cfg.adapter=true"};
     expect_create_error(ad, 1, tw, "model.kd_cfg.adapter");
     expect_create_error(NULL, 0, "no-such-teacher.safetensors", "no-such-teacher.safetensors");
