@@ -80,6 +80,13 @@ void kd_coco_index_opts_defaults(kd_coco_index_opts *o)
     o->test_mode = 0;
 }
 
+void kd_coco_index_opts_from_cfg(const kd_data_cfg *c, kd_coco_index_opts *o)
+{
+    o->filter_empty_gt = c->filter_empty_gt;
+    o->min_size = c->min_size;
+    o->test_mode = c->test_mode;
+}
+
 void kd_coco_index_free(kd_coco_index *x)
 {
     if (!x) return;

@@ -19,6 +19,7 @@
 
 #include "proto/coco_json.h"
 #include "proto/status.h"
+#include "worker/data/data_cfg.h"
 
 typedef struct kd_coco_index_opts {
     int32_t filter_empty_gt; /* 1 */
@@ -55,6 +56,8 @@ static inline const char *kd_coco_index_file_name(const kd_coco_index *x, uint32
 }
 
 void kd_coco_index_opts_defaults(kd_coco_index_opts *o);
+/* filter_empty_gt, min_size and test_mode of a data config. */
+void kd_coco_index_opts_from_cfg(const kd_data_cfg *c, kd_coco_index_opts *o);
 kd_status kd_coco_index_build(const kd_coco_file *f, const kd_coco_index_opts *o, kd_coco_index *out, kd_err *err);
 /* Adopt a serialized index (e.g. received by MPI_Bcast); takes ownership of a malloc'd
  * buffer (freed on failure too) and validates every offset and count. */
