@@ -63,7 +63,8 @@ float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t 
 int kd_distill_student_hold_idx(const kd_model_cfg *cfg)
 {
     if (cfg->kd_cfg.method == KD_KD_CROSSKD) return (int)cfg->kd_cfg.reused_teacher_head_idx;
-    return cfg->kd_cfg.method == KD_KD_PKD ? 0 : -1; /* PKD: the FPN-output gradient tap */
+    /* PKD, RM+PFI: the held-feature tap at 0 is the FPN-output gradient */
+    return cfg->kd_cfg.method == KD_KD_PKD || cfg->kd_cfg.method == KD_KD_RM_PFI ? 0 : -1;
 }
 
 static kd_status check_options(const kd_config *cfg, kd_err *err)
@@ -72,12 +73,10 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
     const kd_model_cfg *m = &cfg->model;
     int method = m->kd_cfg.method;
     if (method == KD_KD_NONE) return kd_errf(err, KD_EINVAL, "model.kd_cfg.method is none: nothing to distil");
-    if (method == KD_KD_RM_PFI)
+    if (m->kd_cfg.loss_feat_kd_weight != 0 && method != KD_KD_CROSSKD && method != KD_KD_PKD && method != KD_KD_RM_PFI)
         return kd_errf(err, KD_EINVAL,
-                       "model.kd_cfg.method: '%s' is not implemented yet (crosskd, pred_mimic, pkd, bckd and ld are)",
+                       "model.kd_cfg.loss_feat_kd.loss_weight: feature KD belongs to crosskd (+PKD), pkd and rm_pfi, not %s",
                        names[method]);
-    if (m->kd_cfg.loss_feat_kd_weight != 0 && method != KD_KD_CROSSKD && method != KD_KD_PKD)
-        return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: PKD combines with crosskd only");
     if (method == KD_KD_PKD && m->kd_cfg.loss_feat_kd_weight == 0)
         return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: method pkd needs a weight > 0");
     if (m->kd_cfg.adapter)
@@ -272,7 +271,7 @@ void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_ima
     else if (d->method != KD_KD_PKD) kd_pred_mimic_sources(d, student);
 }
 
-/* PKD alone: the student holds its FPN outputs (hold_idx 0), whose held-feature gradient
+/* PKD alone, RM+PFI: the student holds its FPN outputs (hold_idx 0), whose held-feature gradient
  * the model adds to the FPN-output gradient for both towers: the feature gradient goes to
  * the cls tower's, zero to the reg tower's. */
 static void route_feat_to_held(kd_distiller *d, kd_model *st)
@@ -292,13 +291,17 @@ void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss 
 {
     memset(out, 0, sizeof *out);
     d->feat_levels = 0;
+    /* losses: prediction-level terms into d->dc / d->dr (host), feature terms into feat_grad */
     if (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) pred_losses(d, student->n, P, out);
     else if (d->method == KD_KD_BCKD) kd_bckd_compute(d, student, ls, P, out);
     else if (d->method == KD_KD_LD) kd_ld_compute(d, student, ls, out);
+    else if (d->method == KD_KD_RM_PFI) kd_rm_pfi_compute(d, student, out);
+    /* gradients into the student */
     if (d->method == KD_KD_CROSSKD) kd_crosskd_backward(d, student);
     else if (d->method != KD_KD_PKD) kd_pred_mimic_backward(d, student);
-    if (d->w_feat > 0) kd_pkd_compute(d, student, &out->loss_feat_kd);
-    if (d->method == KD_KD_PKD) route_feat_to_held(d, student);
+    if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PKD) && d->w_feat > 0)
+        kd_pkd_compute(d, student, &out->loss_feat_kd);
+    if (d->method == KD_KD_PKD || d->method == KD_KD_RM_PFI) route_feat_to_held(d, student);
     if (d->log_conflict && ls) conflict_counts(d, student->n, ls, out);
 }
 

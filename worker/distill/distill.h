@@ -19,6 +19,7 @@
  *       pkd       -> the student's FPN-output gradient (held-feature tap at index 0)
  *       crosskd with loss_feat_kd.loss_weight > 0 (CrossKD+PKD) -> both
  *       bckd, ld  -> added to the student's d_cls / d_reg
+ *       rm_pfi    -> RM to d_cls, PFI to the FPN-output gradient (tap at index 0)
  *   kd_distiller_backward(d, student)                the student's backward with the KD
  *                                                    gradients (instead of kd_model_backward)
  *
@@ -28,8 +29,8 @@
  * rank's valid anchors (local, not reduced). So no statistics beyond the detection loss's
  * are reduced, and the compute is a single phase after the all-reduce of [num_pos, W].
  *
- * Methods (kd_kd_method) implemented: crosskd, pred_mimic, pkd, CrossKD+PKD, bckd and ld.
- * rm_pfi and adapter: true are refused at creation with a "not implemented yet"
+ * Methods (kd_kd_method): crosskd, pred_mimic, pkd, CrossKD+PKD, bckd, ld and rm_pfi.
+ * adapter: true are refused at creation with a "not implemented yet"
  * error naming the key.
  */
 #ifndef KD_DISTILL_H

@@ -6,6 +6,7 @@
  *   pkd.c         PKD on the FPN outputs (alone, or with CrossKD)
  *   bckd.c        BCKD's binary classification and IoU-based localisation KD
  *   ld.c          LD: main and valuable-localisation-region distribution KD, main class KD
+ *   rm_pfi.c      Rank Mimicking and Prediction-guided Feature Imitation
  *   kd_losses.c   the loss loops (kd_losses.h)
  * Host arrays end in _h; device buffers are reached through the backend only.
  */
@@ -82,6 +83,9 @@ void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls,
 
 /* ld.c: LD's main and VLR localisation KD and main class KD into d->dc / d->dr */
 void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, kd_distill_terms *out);
+
+/* rm_pfi.c: RM into d->dc, PFI into d->feat_grad */
+void kd_rm_pfi_compute(kd_distiller *d, const kd_model *st, kd_distill_terms *out);
 
 /* pkd.c: loss_feat_kd and d->feat_grad */
 void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss);

@@ -13,6 +13,7 @@ ref_kd.py (float64 reference, float32 weights):
   kd_i3pkd.expected.safetensors       CrossKD (i 3) + PKD (weight 6, all levels)
   kd_bckd.expected.safetensors        BCKD (cls KD weight 1, localisation KD weight 4)
   kd_ld.expected.safetensors          LD (main and VLR LD weight 0.25 T 10, main KD weight 10)
+  kd_rm_pfi.expected.safetensors      RM (weight 4) + PFI (weight 1.5)
 
 Run with Debian's PyTorch: /usr/bin/python3 tests/unit/distill/gen_kd_fixtures.py [out_dir]
 """
@@ -79,6 +80,9 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
         offs = np.cumsum([0] + counts)
         has_pos = [any(bool((lab[offs[l]:offs[l + 1]] >= 0).any()) for lab in labels) for l in range(len(cls))]
         cls_kd, reg_kd = K.bckd_losses(scfg, X, list(zip(tcls, treg)), masks, has_pos, P)
+    elif mimic == 'rm_pfi':
+        cls_kd, feat_rm = K.rm_pfi_losses(scfg, X, list(zip(tcls, treg)), sfeat, tfeat, shapes, gts)
+        reg_kd = cls_kd * 0
     elif mimic == 'ld':
         cls_kd, reg_kd = K.ld_losses(scfg, X, list(zip(tcls, treg)), labels, shapes, gts)
     else:
@@ -86,7 +90,7 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
     if mimic == 'pkd':  # PKD alone: no prediction KD, the first four levels
         cls_kd, reg_kd = cls_kd * 0, reg_kd * 0
         sfeat, tfeat = sfeat[:4], tfeat[:4]
-    feat_kd = K.pkd_loss(sfeat, tfeat, pkd) if pkd else cls_kd * 0
+    feat_kd = K.pkd_loss(sfeat, tfeat, pkd) if pkd else feat_rm if mimic == 'rm_pfi' else cls_kd * 0
     total = det['loss'] + cls_kd + reg_kd + feat_kd
     total.backward()
     exp = {'loss.loss_cls_kd': np.array(float(cls_kd), np.float32).reshape(()),
@@ -129,6 +133,7 @@ def main():
     run(s, sw, t, tw, batch, 3, False, pkd=6.0, name='kd_i3pkd')
     run(s, sw, t, tw, batch, 3, 'bckd', name='kd_bckd')
     run(s, sw, t, tw, batch, 3, 'ld', name='kd_ld')
+    run(s, sw, t, tw, batch, 3, 'rm_pfi', name='kd_rm_pfi')
 
 
 if __name__ == '__main__':

@@ -22,6 +22,9 @@ kd-methods.md §6), built on tests/unit/model/ref_gfl.py (imported as a module, 
   ld_losses(...)       LD: main LD (positives, weight max_c sigma(student), T^2 mean-bin KL / 4),
                        VLR LD (IoU weight on the 0.25 thr <= DIoU < thr band, / 16), main KD
                        (positives, T 2 mean-class KL / the level's positive count)
+  rm_pfi_losses(...)   Rank Mimicking (KL between softmaxes of the GT-class probabilities over
+                       each GT's ATSS positives, / GTs per image, mean over images with GTs) and
+                       PFI (mean over positions of detached P_dif * F_dif, mean over levels)
 Gradients come from autograd: the teacher's tensors never require grad, so the KD gradient
 reaches the student only through the cross-head inputs (or, for prediction mimicking, its
 own outputs).
@@ -193,3 +196,35 @@ def ld_losses(cfg, S, T, labels, img_shapes, gts, w_cls=10.0, w_reg=0.25, t_reg=
         if pos.any():
             cls_kd = cls_kd + w_cls * kl_mean(cs[pos], ct[pos], t_cls).sum() / float(pos.sum())
     return cls_kd, reg_kd
+
+
+def rm_pfi_losses(cfg, S, T, sfeat, tfeat, img_shapes, gts, w_rm=4.0, w_pfi=1.5):
+    K = cfg['num_classes']
+    sizes = [(c.shape[2], c.shape[3]) for c, _ in S]
+    counts = [h * w for h, w in sizes]
+    div = cfg['pad_div']
+    cs = torch.cat([c.permute(0, 2, 3, 1).reshape(c.shape[0], -1, K) for c, _ in S], 1)   # (N, A, K)
+    ct = torch.cat([c.permute(0, 2, 3, 1).reshape(c.shape[0], -1, K) for c, _ in T], 1)
+    with_gt = [i for i in range(len(img_shapes)) if gts[i][0].shape[0] > 0]
+    rm = 0
+    for i in with_gt:
+        h, w = img_shapes[i]
+        pad = (int(math.ceil(h / div) * div), int(math.ceil(w / div) * div))
+        anchors, valid = R.anchors_and_valid(cfg, sizes, pad)
+        asg = R.atss(cfg, anchors, valid, counts, gts[i][0])
+        M = gts[i][0].shape[0]
+        for j in range(M):
+            ids = torch.nonzero(asg == j).squeeze(1)
+            if ids.numel() < 2:
+                continue
+            c = int(gts[i][1][j])
+            pt = F.softmax(ct[i, ids, c].sigmoid(), 0)
+            ls = F.log_softmax(cs[i, ids, c].sigmoid(), 0)
+            rm = rm + (torch.xlogy(pt, pt) - pt * ls).sum() / M
+    rm = w_rm * rm / len(with_gt)
+    pfi = 0
+    for (xc, _), (tc, _), fs, ft in zip(S, T, sfeat, tfeat):
+        pd = ((xc.sigmoid() - tc.sigmoid()) ** 2).mean(1).detach()
+        fd = ((fs - ft) ** 2).mean(1)
+        pfi = pfi + (pd * fd).mean()
+    return rm, w_pfi * pfi / len(S)

@@ -4,11 +4,11 @@
  * images of different sizes.
  *
  *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT
- *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld
+ *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi
  * iN: CrossKD with reused_teacher_head_idx N; pm: prediction mimicking (the same KD losses
  * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6); bckd: BCKD
  * (binary cls KD weight 1, GIoU localisation KD weight 4); ld: LD (main + VLR LD weight 0.25
- * T 10, main KD weight 10 T 2).
+ * T 10, main KD weight 10 T 2); rm_pfi: Rank Mimicking (weight 4) + PFI (weight 1.5).
  * Checked, each as its own sub-test:
  *   cross   cross-head predictions, levels 1..4 (level 0 only through the losses and
  *           gradients, to keep the fixtures small): |c - r| <= 1e-4 |r| + 1e-4 max|r|
@@ -86,7 +86,7 @@ static void grads(void) { compare("grad.", 2e-3, 1e-3); }
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
@@ -95,6 +95,9 @@ int main(int argc, char **argv)
     else if (!strcmp(variant, "pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2");
     else if (!strcmp(variant, "bckd")) snprintf(set, sizeof set, "--set model.kd_cfg.method=bckd");
+    else if (!strcmp(variant, "rm_pfi"))
+        snprintf(set, sizeof set, "--set model.kd_cfg.method=rm_pfi --set model.kd_cfg.loss_cls_kd.loss_weight=4 "
+                                  "--set model.kd_cfg.loss_feat_kd.loss_weight=1.5");
     else if (!strcmp(variant, "ld"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=ld --set model.kd_cfg.loss_cls_kd.loss_weight=10 "
                                   "--set model.kd_cfg.loss_reg_kd.loss_weight=0.25 --set model.kd_cfg.loss_reg_kd.T=10");

@@ -12,7 +12,8 @@
  *               teacher has no gradient or momentum arena
  *     switches  cls KD alone and reg KD alone give the same term as both on and 0 for the
  *               other; both off give all-zero KD gradients
- *     errors    not-implemented methods and options, a missing teacher checkpoint (named),
+ *     errors    a feature-KD weight on a method without one, the not-implemented adapter, a
+ *               missing teacher checkpoint (named),
  *               a teacher whose head differs
  */
 #include <math.h>
@@ -209,8 +210,8 @@ static void errors(void)
 {
     char tw[1024];
     snprintf(tw, sizeof tw, "%s/kd_teacher.weights.safetensors", dir);
-    const char *rm[] = {"model.kd_cfg.method=rm_pfi"};
-    expect_create_error(rm, 1, tw, "not implemented yet");
+    const char *fw[] = {"model.kd_cfg.method=bckd", "model.kd_cfg.loss_feat_kd.loss_weight=1"};
+    expect_create_error(fw, 2, tw, "loss_feat_kd.loss_weight");
     const char *ad[] = {"model.kd_cfg.adapter=true"};
     expect_create_error(ad, 1, tw, "model.kd_cfg.adapter");
     expect_create_error(NULL, 0, "no-such-teacher.safetensors", "no-such-teacher.safetensors");
