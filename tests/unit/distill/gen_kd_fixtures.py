@@ -6,7 +6,9 @@ ref_kd.py (float64 reference, float32 weights):
   kd_student.weights.safetensors, kd_teacher.weights.safetensors, kd.batch.safetensors
   kd_i<idx>.expected.safetensors      CrossKD with reused_teacher_head_idx idx (0, 1, 3, 4):
                                       cross.{cls,reg}.l (levels 1..4), loss.loss_cls_kd, loss.loss_reg_kd,
-                                      loss.loss (detection + KD) and grad.<key> of that total
+                                      loss.loss (detection + KD) and grad.<key> of that total,
+                                      conflict.counts (paper Fig. 3: conflicting anchors,
+                                      positives; threshold 0.5)
   kd_pm.expected.safetensors          prediction mimicking: the same KD losses on the
                                       student's own outputs
   kd_pkd.expected.safetensors         PKD alone (weight 2, FPN levels 0..3)
@@ -97,6 +99,9 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
            'loss.loss_reg_kd': np.array(float(reg_kd), np.float32).reshape(()),
            'loss.loss_feat_kd': np.array(float(feat_kd), np.float32).reshape(()),
            'loss.loss': np.array(float(total), np.float32).reshape(())}
+    if name is None and not mimic:  # the paper's Fig. 3 counts at threshold 0.5 (teacher, student's ATSS)
+        c, pz = K.conflict_counts(scfg, tcls, labels, masks, 0.5)
+        exp['conflict.counts'] = np.array([c, pz], np.float32)
     if not mimic and not pkd:
         for l, (xc, xr) in enumerate(X):
             if l == 0:  # size: P3 holds 3/4 of the positions; the losses and gradients cover it

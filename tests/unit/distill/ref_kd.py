@@ -25,6 +25,8 @@ kd-methods.md §6), built on tests/unit/model/ref_gfl.py (imported as a module, 
   rm_pfi_losses(...)   Rank Mimicking (KL between softmaxes of the GT-class probabilities over
                        each GT's ATSS positives, / GTs per image, mean over images with GTs) and
                        PFI (mean over positions of detached P_dif * F_dif, mean over levels)
+  conflict_counts(...) paper Fig. 3: valid anchors where some class has |sigma(t) - y| > thr
+                       (y the one-hot of the student's ATSS label), and the positive anchors
 Gradients come from autograd: the teacher's tensors never require grad, so the KD gradient
 reaches the student only through the cross-head inputs (or, for prediction mimicking, its
 own outputs).
@@ -228,3 +230,17 @@ def rm_pfi_losses(cfg, S, T, sfeat, tfeat, img_shapes, gts, w_rm=4.0, w_pfi=1.5)
         fd = ((fs - ft) ** 2).mean(1)
         pfi = pfi + (pd * fd).mean()
     return rm, w_pfi * pfi / len(S)
+
+
+def conflict_counts(cfg, tcls, labels, masks, thr):
+    K = cfg['num_classes']
+    conflicts, positives, o = 0, 0, 0
+    for tc, m in zip(tcls, masks):
+        N, _, H, W = tc.shape
+        lab = torch.stack([x[o:o + H * W].view(H, W) for x in labels])          # (N, H, W)
+        o += H * W
+        y = F.one_hot(lab.clamp(min=0), K).permute(0, 3, 1, 2).to(tc.dtype) * (lab >= 0)[:, None].to(tc.dtype)
+        conf = ((tc.sigmoid() - y).abs() > thr).any(1) & (m > 0)
+        conflicts += int(conf.sum())
+        positives += int(((lab >= 0) & (m > 0)).sum())
+    return conflicts, positives

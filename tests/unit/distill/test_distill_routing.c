@@ -12,6 +12,8 @@
  *               teacher has no gradient or momentum arena
  *     switches  cls KD alone and reg KD alone give the same term as both on and 0 for the
  *               other; both off give all-zero KD gradients
+ *     conflict  the paper's Fig. 3 counts (log_conflict_ratio, threshold 0.5) equal the
+ *               reference's conflict.counts of kd_i3 (conflicting anchors, positives)
  *     errors    a feature-KD weight on a method without one, the not-implemented adapter, a
  *               missing teacher checkpoint (named),
  *               a teacher whose head differs
@@ -190,6 +192,28 @@ static void switches(void)
     done(&none);
 }
 
+static void conflict(void)
+{
+    static kd_config c;
+    const char *sets[] = {"model.kd_cfg.log_conflict_ratio=true", "model.kd_cfg.conflict_threshold=0.5"};
+    load_cfg(&c, sets, 2);
+    run r = {0};
+    step(&c, &r, 0);
+    kd_tfile ref;
+    kd_err err;
+    char p[1024];
+    snprintf(p, sizeof p, "%s/kd_i3.expected.safetensors", dir);
+    KD_REQUIRE(kd_tfile_read(p, &ref, &err) == KD_OK);
+    const kd_tf_tensor *t = kd_tfile_get(&ref, "conflict.counts");
+    KD_REQUIRE(t && kd_tf_elems(t) == 2);
+    const float *v = t->data;
+    fprintf(stderr, "conflicts %g (ref %g), positives %g (ref %g)\n", r.terms.conflicts, v[0], r.terms.positives, v[1]);
+    KD_EXPECT(r.terms.conflicts == v[0] && r.terms.positives == v[1]);
+    KD_EXPECT(r.terms.positives > 0 && r.terms.conflicts > 0);
+    kd_tfile_free(&ref);
+    done(&r);
+}
+
 static void expect_create_error(const char *const *sets, int n, const char *teacher_w, const char *needle)
 {
     static kd_config c;
@@ -250,6 +274,7 @@ int main(int argc, char **argv)
     else if (!strcmp(what, "teacher")) KD_TEST_RUN(teacher);
     else if (!strcmp(what, "switches")) KD_TEST_RUN(switches);
     else if (!strcmp(what, "errors")) KD_TEST_RUN(errors);
+    else if (!strcmp(what, "conflict")) KD_TEST_RUN(conflict);
     else return 2;
     be->free(be, dimg);
     kd_tfile_free(&batch);
