@@ -188,7 +188,7 @@ struct kd_backend {
     /* Max-pool k x k with stride and padding; padding never wins (PyTorch: -inf padding).
      * argmax (int32, one per output element: the input index h*W+w within its (n, c) plane)
      * is written when non-NULL and is what the backward reads. Ties: the first in scan
-     * order; a NaN wins (PyTorch). */
+     * order; a NaN wins, the last NaN in scan order (PyTorch's CPU kernel). */
     void (*max_pool_fwd)(const kd_backend *b, kd_shape x_shape, int k, int stride, int pad,
                          const float *x, float *y, int32_t *argmax);
     void (*max_pool_bwd)(const kd_backend *b, kd_shape x_shape, int k, int stride, int pad,

@@ -91,6 +91,35 @@ static void test_maxpool_ties(void)
     kt_dfree(xd), kt_dfree(yd), kt_dfree(gd), kt_dfree(dxd), kt_dfree(am);
 }
 
+/* Ties and NaN in interior windows (the unrolled 3x3 stride-2 path) and at the border: the
+ * first maximum in scan order, the last NaN (indices checked against PyTorch 1.13). */
+static void test_maxpool_interior_ties_nan(void)
+{
+    kd_shape s = {1, 1, 7, 7};
+    float x[49];
+    for (int i = 0; i < 49; i++) x[i] = 2.0f;
+    x[3 * 7 + 4] = NAN; /* inside the windows of outputs (1,1), (1,2), (2,2) ... */
+    x[3 * 7 + 5] = NAN;
+    float *xd = kt_dev(x, 49), *yd = kt_dev_fill(16, 0);
+    int32_t *am = kt_b->alloc(kt_b, 16 * sizeof(int32_t));
+    kt_b->max_pool_fwd(kt_b, s, 3, 2, 1, xd, yd, am);
+    float y[16];
+    int32_t a[16];
+    kt_b->copy_to_host(kt_b, y, yd, sizeof y);
+    kt_b->copy_to_host(kt_b, a, am, sizeof a);
+    /* output (1,1): window rows 1..3, cols 1..3: all 2, first is (1,1) */
+    KD_EXPECT(y[1 * 4 + 1] == 2.0f && a[1 * 4 + 1] == 1 * 7 + 1);
+    /* output (1,2): rows 1..3, cols 3..5: the last NaN in scan order is (3,5) */
+    KD_EXPECT(isnan(y[1 * 4 + 2]) && a[1 * 4 + 2] == 3 * 7 + 5);
+    /* output (2,2): rows 3..5, cols 3..5: (3,5) again */
+    KD_EXPECT(isnan(y[2 * 4 + 2]) && a[2 * 4 + 2] == 3 * 7 + 5);
+    /* output (0,3) (border): rows 0..1, cols 5..6: all 2, the first is (0,5) */
+    KD_EXPECT(y[3] == 2.0f && a[3] == 5);
+    /* output (2,3): rows 3..5, cols 5..6 (border path): (3,5) */
+    KD_EXPECT(isnan(y[2 * 4 + 3]) && a[2 * 4 + 3] == 3 * 7 + 5);
+    kt_dfree(xd), kt_dfree(yd), kt_dfree(am);
+}
+
 typedef struct up_ctx {
     kd_shape top;
     int oh, ow;
@@ -166,6 +195,7 @@ int main(void)
     KD_TEST_RUN(test_maxpool_3x3_s1);
     KD_TEST_RUN(test_maxpool_tiny_and_empty);
     KD_TEST_RUN(test_maxpool_ties);
+    KD_TEST_RUN(test_maxpool_interior_ties_nan);
     KD_TEST_RUN(test_upadd_2x);
     KD_TEST_RUN(test_upadd_odd);
     KD_TEST_RUN(test_upadd_fpn_level);
