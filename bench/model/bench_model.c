@@ -138,9 +138,9 @@ int main(int argc, char **argv)
     kd_model_init(m, 1);
     size_t ie = (size_t)N * 3 * H * W;
     float *img = malloc(ie * 4);
-    kd_rng r;
-    kd_rng_seed(&r, 3, 0);
-    for (size_t i = 0; i < ie; i++) img[i] = (float)kd_rng_normal(&r);
+    kd_model_rng r;
+    kd_model_rng_seed(&r, 3, 0);
+    for (size_t i = 0; i < ie; i++) img[i] = (float)kd_model_rng_normal(&r);
     float *dimg = be->alloc(be, ie * 4);
     be->copy_from_host(be, dimg, img, ie * 4);
     int K = (int)cfg.model.bbox_head.num_classes;

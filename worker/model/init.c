@@ -19,17 +19,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-void kd_rng_seed(kd_rng *r, uint64_t seed, uint64_t stream)
+void kd_model_rng_seed(kd_model_rng *r, uint64_t seed, uint64_t stream)
 {
     r->state = 0;
     r->inc = (stream << 1u) | 1u;
     r->has_spare = 0;
-    kd_rng_u32(r);
+    kd_model_rng_u32(r);
     r->state += seed;
-    kd_rng_u32(r);
+    kd_model_rng_u32(r);
 }
 
-uint32_t kd_rng_u32(kd_rng *r)
+uint32_t kd_model_rng_u32(kd_model_rng *r)
 {
     uint64_t old = r->state;
     r->state = old * 6364136223846793005ULL + r->inc;
@@ -37,19 +37,19 @@ uint32_t kd_rng_u32(kd_rng *r)
     return (xs >> rot) | (xs << ((-rot) & 31u));
 }
 
-double kd_rng_uniform(kd_rng *r)
+double kd_model_rng_uniform(kd_model_rng *r)
 {
-    uint64_t a = kd_rng_u32(r) >> 5, b = kd_rng_u32(r) >> 6;
+    uint64_t a = kd_model_rng_u32(r) >> 5, b = kd_model_rng_u32(r) >> 6;
     return ((double)a * 67108864.0 + (double)b) / 9007199254740992.0;
 }
 
-double kd_rng_normal(kd_rng *r)
+double kd_model_rng_normal(kd_model_rng *r)
 {
     if (r->has_spare) {
         r->has_spare = 0;
         return r->spare;
     }
-    double u1 = 1.0 - kd_rng_uniform(r), u2 = kd_rng_uniform(r);
+    double u1 = 1.0 - kd_model_rng_uniform(r), u2 = kd_model_rng_uniform(r);
     double rad = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
     r->spare = rad * sin(th);
     r->has_spare = 1;
@@ -73,8 +73,8 @@ void kd_model_init(kd_model *m, uint64_t seed)
             continue;
         }
         float *v = host + p->offset;
-        kd_rng r;
-        kd_rng_seed(&r, seed, (uint64_t)i);
+        kd_model_rng r;
+        kd_model_rng_seed(&r, seed, (uint64_t)i);
         const char *n = p->name;
         int is_bn = strstr(n, ".bn") || strstr(n, "backbone.bn1") || strstr(n, "downsample.1");
         if (ends_with(n, "running_var") || (is_bn && ends_with(n, ".weight")) ||
@@ -87,12 +87,12 @@ void kd_model_init(kd_model *m, uint64_t seed)
             double fan_out = (double)(p->shape[0] * p->shape[2] * p->shape[3]);
             if (strncmp(n, "backbone.", 9) == 0) {
                 double sd = sqrt(2.0 / fan_out);
-                for (size_t k = 0; k < p->elems; k++) v[k] = (float)(sd * kd_rng_normal(&r));
+                for (size_t k = 0; k < p->elems; k++) v[k] = (float)(sd * kd_model_rng_normal(&r));
             } else if (strncmp(n, "neck.", 5) == 0) {
                 double b = sqrt(6.0 / (fan_in + fan_out));
-                for (size_t k = 0; k < p->elems; k++) v[k] = (float)(b * (2.0 * kd_rng_uniform(&r) - 1.0));
+                for (size_t k = 0; k < p->elems; k++) v[k] = (float)(b * (2.0 * kd_model_rng_uniform(&r) - 1.0));
             } else {
-                for (size_t k = 0; k < p->elems; k++) v[k] = (float)(0.01 * kd_rng_normal(&r));
+                for (size_t k = 0; k < p->elems; k++) v[k] = (float)(0.01 * kd_model_rng_normal(&r));
             }
         } else if (strcmp(n, "bbox_head.gfl_cls.bias") == 0) {
             for (size_t k = 0; k < p->elems; k++) v[k] = (float)(-log((1.0 - 0.01) / 0.01));

@@ -246,15 +246,23 @@ int kd_model_num_levels(const kd_model *m);
 void kd_model_init(kd_model *m, uint64_t seed);
 
 /* PCG32 (O'Neill's pcg32, 64-bit state, XSH-RR output) with Box-Muller normals. */
-typedef struct kd_rng {
+typedef struct kd_model_rng {
     uint64_t state, inc;
     int has_spare;
     double spare;
-} kd_rng;
-void kd_rng_seed(kd_rng *r, uint64_t seed, uint64_t stream);
-uint32_t kd_rng_u32(kd_rng *r);
-double kd_rng_uniform(kd_rng *r); /* [0, 1) with 53 random bits */
-double kd_rng_normal(kd_rng *r);
+} kd_model_rng;
+void kd_model_rng_seed(kd_model_rng *r, uint64_t seed, uint64_t stream);
+uint32_t kd_model_rng_u32(kd_model_rng *r);
+double kd_model_rng_uniform(kd_model_rng *r); /* [0, 1) with 53 random bits */
+double kd_model_rng_normal(kd_model_rng *r);
+/* Transitional aliases for code written against this header's first names (worker/distill):
+ * static inline, so they add no link symbol (worker/data/synth.h has its own, different
+ * kd_rng; a file including both headers must use the kd_model_rng_* names). Remove once no
+ * caller uses them. */
+typedef kd_model_rng kd_rng;
+static inline void kd_rng_seed(kd_rng *r, uint64_t seed, uint64_t stream) { kd_model_rng_seed(r, seed, stream); }
+static inline double kd_rng_normal(kd_rng *r) { return kd_model_rng_normal(r); }
+static inline double kd_rng_uniform(kd_rng *r) { return kd_model_rng_uniform(r); }
 
 /* ---- anchors, assignment (anchors.c, atss.c) ------------------------------------------ */
 

@@ -55,9 +55,9 @@ static void train(void)
     kd_model_init(m, 1234);
     /* images: noise, rectangles +1.5 (class 0) or -1.5 (class 1) */
     float *img = calloc((size_t)N * 3 * S * S, sizeof(float));
-    kd_rng r;
-    kd_rng_seed(&r, 99, 0);
-    for (size_t i = 0; i < (size_t)N * 3 * S * S; i++) img[i] = (float)(0.3 * kd_rng_normal(&r));
+    kd_model_rng r;
+    kd_model_rng_seed(&r, 99, 0);
+    for (size_t i = 0; i < (size_t)N * 3 * S * S; i++) img[i] = (float)(0.3 * kd_model_rng_normal(&r));
     kd_image_gt gts[N];
     for (int i = 0; i < N; i++) {
         for (int j = 0; j < n_gt[i]; j++)
