@@ -40,6 +40,7 @@ static void compare(const kd_tfile *ref, const kd_tfile *got, const char *prefix
                     double atol_rel)
 {
     int n = 0;
+    double prefix_max = 0;
     for (int i = 0; i < ref->n; i++) {
         const kd_tf_tensor *r = &ref->t[i];
         size_t pl = strlen(prefix);
@@ -76,10 +77,13 @@ static void compare(const kd_tfile *ref, const kd_tfile *got, const char *prefix
             if (rel > worst || d != d) worst = rel, wk = k;
         }
         if (worst > group_max_rel) group_max_rel = worst;
+        if (worst > prefix_max) prefix_max = worst;
         KD_EXPECT_MSG(bad == 0, "%s: %d of %zu elements off; worst [%zu] %.9g vs ref %.9g", r->name,
                       bad, e, wk, cv[wk], rv[wk]);
     }
     KD_EXPECT_MSG(n > 0, "no %s tensors in the fixture", prefix);
+    fprintf(stderr, "  %-14s %d tensors, largest error %.3g of the tensor's max |ref|\n", prefix, n,
+            prefix_max);
 }
 
 static void run_fixture(const char *name)
