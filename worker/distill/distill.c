@@ -79,8 +79,8 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
                        names[method]);
     if (method == KD_KD_PKD && m->kd_cfg.loss_feat_kd_weight == 0)
         return kd_errf(err, KD_EINVAL, "model.kd_cfg.loss_feat_kd.loss_weight: method pkd needs a weight > 0");
-    if (m->kd_cfg.adapter)
-        return kd_errf(err, KD_EINVAL, "model.kd_cfg.adapter: the 1x1 adapter is not implemented yet (heads must match)");
+    if (m->kd_cfg.adapter && method != KD_KD_CROSSKD)
+        return kd_errf(err, KD_EINVAL, "model.kd_cfg.adapter: the 1x1 adapter belongs to crosskd");
     if (m->kd_cfg.reused_teacher_head_idx > m->bbox_head.stacked_convs)
         return kd_errf(err, KD_EINVAL, "model.kd_cfg.reused_teacher_head_idx %lld exceeds bbox_head.stacked_convs %lld",
                        m->kd_cfg.reused_teacher_head_idx, m->bbox_head.stacked_convs);
@@ -101,16 +101,41 @@ static kd_status check_pair(const kd_model_cfg *s, const kd_model_cfg *t, int me
     else if (t->bbox_head.strides.n != s->bbox_head.strides.n) what = "bbox_head.anchor_generator.strides";
     else if ((method == KD_KD_PKD || s->kd_cfg.loss_feat_kd_weight > 0) && t->neck.out_channels != s->neck.out_channels)
         what = "neck.out_channels (PKD compares FPN outputs)";
-    else if (method == KD_KD_CROSSKD) {
+    else if (method == KD_KD_CROSSKD && !s->kd_cfg.adapter) {
         if (t->bbox_head.stacked_convs != s->bbox_head.stacked_convs) what = "bbox_head.stacked_convs";
         else if (idx > 0 && t->bbox_head.feat_channels != s->bbox_head.feat_channels)
-            what = "bbox_head.feat_channels (CrossKD feeds student head features to the teacher's blocks)";
+            what = "bbox_head.feat_channels (CrossKD feeds student head features to the teacher's blocks; "
+                   "model.kd_cfg.adapter maps them)";
         else if (idx == 0 && t->neck.out_channels != s->neck.out_channels)
-            what = "neck.out_channels (CrossKD with index 0 feeds the student's FPN features to the teacher's head)";
+            what = "neck.out_channels (CrossKD with index 0 feeds the student's FPN features to the teacher's "
+                   "head; model.kd_cfg.adapter maps them)";
     }
     if (what) return kd_errf(err, KD_EINVAL, "%s: the teacher's %s differs from the student's", tpath, what);
     return KD_OK;
 }
+
+/* CrossKD's 1x1 adapter per tower: (teacher channels, student channels) at the held
+ * position, Normal(0, 1/student channels) from the project's RNG (the same on every rank);
+ * the scale does not matter, align_scale standardises its output. */
+static void create_adapter(kd_distiller *d, const kd_model_cfg *s, const kd_model_cfg *t, uint64_t seed)
+{
+    int64_t cs = d->idx == 0 ? s->neck.out_channels : s->bbox_head.feat_channels;
+    int64_t ct = d->idx == 0 ? t->neck.out_channels : t->bbox_head.feat_channels;
+    kd_params_add(&d->adapter, "distill.adapter.cls.weight", 1, KD_DT_F32, 4, ct, cs, 1, 1);
+    kd_params_add(&d->adapter, "distill.adapter.reg.weight", 1, KD_DT_F32, 4, ct, cs, 1, 1);
+    kd_params_finish(&d->adapter, d->be, 1);
+    size_t n = d->adapter.train_elems;
+    float *h = kd_xmalloc(n * sizeof(float));
+    kd_rng r;
+    kd_rng_seed(&r, seed, 0x616461707465ull); /* "adapte" */
+    for (size_t i = 0; i < n; i++) h[i] = (float)(kd_rng_normal(&r) / sqrt((double)cs));
+    d->be->copy_from_host(d->be, d->adapter.data, h, n * sizeof(float));
+    d->be->zero(d->be, d->adapter.mom, n * sizeof(float));
+    free(h);
+    d->has_adapter = 1;
+}
+
+kd_params *kd_distiller_trainable(kd_distiller *d) { return d->has_adapter ? &d->adapter : NULL; }
 
 kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const char *config_path,
                               const char *teacher_ckpt, const kd_model *student, kd_distiller **out,
@@ -151,6 +176,7 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
         kd_distiller_destroy(d);
         return st;
     }
+    if (m->kd_cfg.adapter) create_adapter(d, m, &d->tcfg->model, (uint64_t)cfg->seed);
     d->K = (int)m->bbox_head.num_classes;
     d->R1 = (int)m->bbox_head.reg_max + 1;
     static const char *const what[] = {"", "CrossKD", "prediction mimicking", "LD", "PKD", "RM+PFI", "BCKD"};
@@ -170,9 +196,10 @@ void kd_distiller_destroy(kd_distiller *d)
         kd_hbuf *hb[] = {&d->tc[l], &d->tr[l], &d->sc[l], &d->sr[l], &d->dc[l], &d->dr[l], &d->r[l]};
         for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]->p);
     }
-    kd_dbuf *db[] = {&d->dev_grad, &d->s0, &d->s1, &d->dal};
+    kd_dbuf *db[] = {&d->dev_grad, &d->s0, &d->s1, &d->dal, &d->dad};
     for (size_t i = 0; i < sizeof db / sizeof db[0]; i++) d->be->free(d->be, db[i]->p);
     kd_model_destroy(d->teacher);
+    if (d->has_adapter) kd_params_free(&d->adapter);
     free(d->tcfg);
     free(d);
 }

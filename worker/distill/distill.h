@@ -30,8 +30,12 @@
  * are reduced, and the compute is a single phase after the all-reduce of [num_pos, W].
  *
  * Methods (kd_kd_method): crosskd, pred_mimic, pkd, CrossKD+PKD, bckd, ld and rm_pfi.
- * adapter: true are refused at creation with a "not implemented yet"
- * error naming the key.
+ *
+ * Trainable state of its own: with model.kd_cfg.adapter (crosskd), the 1x1 adapter's
+ * parameter table (kd_distiller_trainable: data, grad, momentum arenas, keys
+ * distill.adapter.{cls,reg}.weight). Its gradient is complete after kd_distiller_compute
+ * (overwritten there); the caller all-reduces it, steps it with the student's SGD and saves
+ * it in checkpoints. Initialised identically on every rank from the config's seed.
  */
 #ifndef KD_DISTILL_H
 #define KD_DISTILL_H
@@ -72,6 +76,9 @@ void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_ima
  * QFL normaliser. */
 void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
                           kd_distill_terms *out);
+
+/* The adapter's parameter table, or NULL when the method has nothing trainable. */
+kd_params *kd_distiller_trainable(kd_distiller *d);
 
 /* The student's backward including every KD gradient of the last compute. */
 void kd_distiller_backward(kd_distiller *d, kd_model *student);

@@ -33,7 +33,9 @@ float *kd_hbuf_get(kd_hbuf *b, size_t elems);
 
 /* One level and tower of the cross-head branch. */
 typedef struct kd_cross_lt {
-    kd_shape hs;                 /* held-feature shape */
+    kd_shape ss;                 /* the student's held-feature shape */
+    kd_shape hs;                 /* the aligned feature's (teacher channels with the adapter) */
+    kd_dbuf ad;                  /* adapter output (adapter on) */
     kd_dbuf al, stats, acts, pred;
     kd_gfl_tower_acts a;
 } kd_cross_lt;
@@ -54,7 +56,11 @@ struct kd_distiller {
     int vh[KD_MAX_LEVELS][64], vw[KD_MAX_LEVELS][64];
     kd_hbuf tc[KD_MAX_LEVELS], tr[KD_MAX_LEVELS], sc[KD_MAX_LEVELS], sr[KD_MAX_LEVELS];
     kd_hbuf dc[KD_MAX_LEVELS], dr[KD_MAX_LEVELS], r[KD_MAX_LEVELS];
-    kd_dbuf dev_grad, s0, s1, dal;
+    kd_dbuf dev_grad, s0, s1, dal, dad;
+    /* CrossKD's optional 1x1 adapter (model.kd_cfg.adapter): one weight per tower, shape
+     * (teacher channels, student channels, 1, 1), in its own trainable arena */
+    int has_adapter;
+    kd_params adapter;
     kd_cross_lt x[KD_MAX_LEVELS][2];
     /* feature KD: the gradient of the student's FPN outputs, levels [0, feat_levels) */
     int feat_levels;

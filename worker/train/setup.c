@@ -190,6 +190,12 @@ kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
     if (c->model.kd_cfg.method != KD_KD_NONE &&
         kd_distiller_create(t->be, c, t->a->config_path, NULL, t->student, &t->distill, err))
         return err->code;
+    if (t->distill && (t->adapter = kd_distiller_trainable(t->distill))) {
+        kd_grad_sync_init(&t->adapter_sync, t->d, t->adapter->grad, t->adapter->train_elems, (size_t)4 << 20);
+        t->host_adapter = kd_xmalloc(2 * t->adapter->train_elems * sizeof(float));
+        KD_INFO("distillation: a trainable 1x1 adapter of %zu parameters (optimised and checkpointed with the student)",
+                t->adapter->train_elems);
+    }
     t->loss = kd_gfl_loss_create(t->student);
     t->gts = kd_xcalloc((size_t)o.max_n, sizeof *t->gts);
     kd_grad_sync_init(&t->sync, t->d, P->grad, P->train_elems, (size_t)4 << 20);
@@ -203,6 +209,8 @@ void kd_train_teardown(kd_trainer *t)
     if (t->loss) kd_gfl_loss_destroy(t->loss);
     kd_distiller_destroy(t->distill);
     kd_grad_sync_free(&t->sync);
+    kd_grad_sync_free(&t->adapter_sync);
+    free(t->host_adapter);
     if (t->student) kd_model_destroy(t->student);
     kd_coco_index_free(&t->train_idx);
     if (t->have_val) kd_coco_index_free(&t->val_idx);

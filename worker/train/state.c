@@ -10,6 +10,8 @@
  * Only rank 0 writes (to <work_dir>/checkpoints/, atomically, keeping the last N); the
  * outcome is broadcast so every rank agrees. A failed write is reported and training goes
  * on. Resume: rank 0 finds and verifies the checkpoint, every rank receives its contents.
+ * With a trainable distillation adapter (worker/distill), its parameters and momentum are
+ * one more section, "adapter" (parameters then momentum).
  */
 #include "worker/train/train_internal.h"
 
@@ -42,14 +44,23 @@ kd_status kd_train_save_checkpoint(kd_trainer *t, char *path_out, size_t cap, kd
             {"student.params", t->host_params, P->total_elems * sizeof(float), KD_CKPT_F32_PLANES},
             {"student.momentum", t->host_mom, P->train_elems * sizeof(float), KD_CKPT_F32_PLANES},
             {"progress", &pr, sizeof pr, KD_CKPT_RAW},
+            {"adapter", t->host_adapter, 0, KD_CKPT_F32_PLANES},
         };
+        int n_secs = 3;
+        if (t->adapter) {
+            size_t n = t->adapter->train_elems;
+            t->be->copy_to_host(t->be, t->host_adapter, t->adapter->data, n * sizeof(float));
+            t->be->copy_to_host(t->be, t->host_adapter + n, t->adapter->mom, n * sizeof(float));
+            secs[3].bytes = 2 * n * sizeof(float);
+            n_secs = 4;
+        }
         kd_ckpt_meta meta = {kd_config_hash(kd_options_table(), t->cfg), (uint64_t)t->iter,
                              (uint64_t)t->epoch, (uint32_t)t->d->size};
         kd_ckpt_write_opts o = {.threads = t->be->threads > 1 ? t->be->threads : 0, .level = 3};
         char dir[KD_CFG_STR_BYTES + 32];
         ckpt_dir(t, dir, sizeof dir);
         mkdir(dir, 0755);
-        st = kd_ckpt_save(dir, &meta, secs, 3, &o, (int)t->cfg->max_keep_ckpts, path_out, cap, err);
+        st = kd_ckpt_save(dir, &meta, secs, n_secs, &o, (int)t->cfg->max_keep_ckpts, path_out, cap, err);
         if (st) snprintf(msg, sizeof msg, "%s", err->msg);
     }
     kd_dist_bcast(t->d, &st, sizeof st, 0);
@@ -84,6 +95,8 @@ static kd_status read_on_rank0(kd_trainer *t, kd_progress *pr, char *path, size_
     st = kd_ckpt_read(&r, "student.params", t->host_params, P->total_elems * sizeof(float), err);
     if (!st) st = kd_ckpt_read(&r, "student.momentum", t->host_mom, P->train_elems * sizeof(float), err);
     if (!st) st = kd_ckpt_read(&r, "progress", pr, sizeof *pr, err);
+    if (!st && t->adapter)
+        st = kd_ckpt_read(&r, "adapter", t->host_adapter, 2 * t->adapter->train_elems * sizeof(float), err);
     kd_ckpt_close(&r);
     if (st) kd_err_prefix(err, "resume: ");
     return st;
@@ -114,6 +127,12 @@ kd_status kd_train_resume(kd_trainer *t, kd_err *err)
         t->be->copy_from_host(t->be, P->mom, t->host_mom, P->train_elems * sizeof(float));
     }
     kd_train_broadcast_student(t, 1);
+    if (t->adapter) {
+        size_t n = t->adapter->train_elems;
+        kd_dist_bcast(t->d, t->host_adapter, 2 * n * sizeof(float), 0);
+        t->be->copy_from_host(t->be, t->adapter->data, t->host_adapter, n * sizeof(float));
+        t->be->copy_from_host(t->be, t->adapter->mom, t->host_adapter + n, n * sizeof(float));
+    }
     t->iter = pr.iter;
     t->epoch = pr.epoch;
     t->batch_in_epoch = (uint32_t)pr.batch_in_epoch;

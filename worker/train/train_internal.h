@@ -35,6 +35,8 @@ typedef struct kd_trainer {
     kd_model *student;
     kd_gfl_loss *loss;
     kd_distiller *distill;        /* NULL unless model.kd_cfg.method != none */
+    kd_params *adapter;           /* the distiller's trainable parameters, or NULL */
+    kd_grad_sync adapter_sync;
     kd_image_gt *gts;             /* [batch_size] */
     kd_grad_sync sync;
     kd_sgd_cfg sgd;
@@ -42,6 +44,7 @@ typedef struct kd_trainer {
     float *img_dev;               /* device copy of the batch images */
     float *host_params;           /* staging for broadcasts and checkpoints */
     float *host_mom;
+    float *host_adapter;          /* staging of the adapter's parameters and momentum */
 
     /* progress */
     long long iter;               /* completed global iterations */

@@ -170,6 +170,13 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     kd_grad_sync_ready(&t->sync, 0);
     kd_grad_sync_finish(&t->sync);
     kd_sgd_step(P->data, P->grad, P->mom, P->train_elems, &t->sgd, lr);
+    if (t->adapter) { /* the distiller's trainable adapter: same reduction and SGD */
+        kd_params *A = t->adapter;
+        if (b->n == 0) t->be->zero(t->be, A->grad, A->train_elems * sizeof(float));
+        kd_grad_sync_ready(&t->adapter_sync, 0);
+        kd_grad_sync_finish(&t->adapter_sync);
+        kd_sgd_step(A->data, A->grad, A->mom, A->train_elems, &t->sgd, lr);
+    }
     /* Logged values are the mean over ranks, as MMDetection logs them; the conflict ratio is
      * the ratio of the sums over ranks. */
     int n = n_terms(t);

@@ -10,7 +10,8 @@
 #   rank_death     one rank killed: the whole job ends with an error, no hang
 #   crosskd        a micro teacher trained for one epoch, then a 2-rank CrossKD student
 #                  (idx 0 and 1 on the one-block head): KD terms and the conflict ratio
-#                  logged, the teacher file untouched, a missing teacher named
+#                  logged, the teacher file untouched, a missing teacher named; a narrower
+#                  student head through the adapter, checkpointed and resumed
 set -u
 worker=$1 gen=$2 tool=$3 config=$4 case=$5
 tmp=$(mktemp -d)
@@ -132,6 +133,14 @@ crosskd)
     grep -q "distillation: CrossKD" "$tmp/log.kd$idx" || fail "idx $idx: no distillation line"
     "$tool" verify "$tmp/kd$idx/checkpoints" || fail "idx $idx: checkpoints"
   done
+  # a student head half as wide as the teacher's, through the trainable 1x1 adapter: it is
+  # checkpointed with the student and restored on resume
+  ad="--set model.kd_cfg.adapter=true --set model.bbox_head.feat_channels=8 --set model.kd_cfg.reused_teacher_head_idx=1"
+  run 2 "$tmp/kdad" $kd $ad > "$tmp/log.ad" 2>&1 || { cat "$tmp/log.ad"; fail "CrossKD with the adapter"; }
+  grep -q "trainable 1x1 adapter" "$tmp/log.ad" || fail "no adapter line"
+  run 2 "$tmp/kdad" $kd $ad --set train_cfg.max_epochs=4 --set resume=auto > "$tmp/log.ad2" 2>&1 ||
+    { cat "$tmp/log.ad2"; fail "resume with the adapter"; }
+  grep -q "resumed from" "$tmp/log.ad2" || { cat "$tmp/log.ad2"; fail "did not resume with the adapter"; }
   [ "$(sha256sum "$tw")" = "$sum" ] || fail "the teacher's weights changed"
   run 1 "$tmp/kdx" $kd --set model.kd_cfg.reused_teacher_head_idx=1 --set teacher_ckpt="$tmp/missing.safetensors" \
     > "$tmp/log.x" 2>&1 && fail "a missing teacher checkpoint was accepted"
