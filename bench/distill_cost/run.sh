@@ -12,7 +12,8 @@
 # 2 threads, ITERS steps each; a step's time is the log's per-iteration `time - data_time`
 # (the loader's wait excluded) and the first step of a run (warm-up) is dropped. The machine
 # is shared and loaded, so the table reports the best step over all rounds of each
-# configuration, and the extra cost against the best student-only step.
+# configuration and the extra cost against the best student-only step, and the medians
+# beside them as a check on the load. KEEP_TIMES=FILE keeps the raw per-step times.
 set -euo pipefail
 build=${1:-build} rounds=${2:-3} iters=${3:-12}
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,12 +42,17 @@ for r in $(seq "$rounds"); do
       awk -v c="$c" '{ print c, $1 - $2 }' >> "$tmp/times"
   done
 done
-echo "best step time over $rounds rounds x $((iters - 1)) steps (ms), one rank, 2 threads, 4 images of 256 px:"
-awk '{ if (!($1 in best) || $2 < best[$1]) best[$1] = $2 } END {
-       base = best["none"];
-       printf "| %-12s | %9s | %10s | %8s |\n", "method", "step (ms)", "extra (ms)", "extra";
-       printf "|--------------|-----------|------------|----------|\n";
-       n = split("none crosskd crosskd+pkd pred_mimic pkd ld bckd rm_pfi", order, " ");
-       for (i = 1; i <= n; i++) { c = order[i]; if (!(c in best)) continue;
-         printf "| %-12s | %9.1f | %10.1f | %7.0f%% |\n", (c == "none" ? "student only" : c), 1000 * best[c],
-                1000 * (best[c] - base), 100 * (best[c] - base) / base } }' "$tmp/times"
+echo "step time over $rounds rounds x $((iters - 1)) steps (ms), one rank, 2 threads, 4 images of 256 px:"
+sort -k1,1 -k2,2g "$tmp/times" | awk '
+  { v[$1, ++n[$1]] = $2 }
+  END {
+    base = v["none", 1]; bmed = v["none", int((n["none"] + 1) / 2)];
+    printf "| %-12s | %9s | %10s | %6s | %11s | %11s |\n", "method", "best (ms)", "extra (ms)", "extra", "median (ms)", "extra (med)";
+    printf "|--------------|-----------|------------|--------|-------------|-------------|\n";
+    k = split("none crosskd crosskd+pkd pred_mimic pkd ld bckd rm_pfi", order, " ");
+    for (i = 1; i <= k; i++) { c = order[i]; if (!(c in n)) continue;
+      b = v[c, 1]; m = v[c, int((n[c] + 1) / 2)];
+      printf "| %-12s | %9.1f | %10.1f | %5.0f%% | %11.1f | %10.0f%% |\n", (c == "none" ? "student only" : c),
+             1000 * b, 1000 * (b - base), 100 * (b - base) / base, 1000 * m, 100 * (m - bmed) / bmed } }'
+[ -n "${KEEP_TIMES:-}" ] && cp "$tmp/times" "$KEEP_TIMES"
+exit 0
