@@ -217,7 +217,7 @@ kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n,
 }
 
 /* Valid extents per level and image (MMDetection's valid flags for each image's pad shape)
- * and host copies of the teacher's outputs. */
+ * and host copies of the teacher's outputs the method reads. */
 static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
 {
     kd_level_geom_of(st, &d->g);
@@ -231,8 +231,10 @@ static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
             d->vw[l][i] = vw < d->g.w[l] ? vw : d->g.w[l];
         }
         size_t hw = (size_t)d->g.h[l] * d->g.w[l];
-        kd_distill_to_host(d, &d->tc[l], d->teacher->cls[l], (size_t)st->n * d->K * hw);
-        kd_distill_to_host(d, &d->tr[l], d->teacher->reg[l], (size_t)st->n * 4 * d->R1 * hw);
+        if (d->method != KD_KD_PKD || d->log_conflict) /* PKD alone reads only the FPN outputs */
+            kd_distill_to_host(d, &d->tc[l], d->teacher->cls[l], (size_t)st->n * d->K * hw);
+        if (d->method != KD_KD_PKD)
+            kd_distill_to_host(d, &d->tr[l], d->teacher->reg[l], (size_t)st->n * 4 * d->R1 * hw);
     }
 }
 
