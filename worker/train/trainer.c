@@ -118,17 +118,32 @@ static void publish(kd_trainer *t, int state, double step_seconds, const double 
 
 /* ---- one step -------------------------------------------------------------------------- */
 
-/* Logged terms: the detection losses, then (with a distiller) the KD terms under
- * MMDetection's names and the paper's Fig. 3 target-conflict ratio when asked for. The
- * total "loss" is the sum of every term whose name starts with "loss_". */
+/* Logged terms: the detection losses, then (with a distiller) the KD terms its method has,
+ * under MMDetection's names, and the paper's Fig. 3 target-conflict ratio when asked for.
+ * train_step fills all of them; the total "loss" is the sum of the loss_* terms. */
 enum { T_LOSS, T_CLS, T_BBOX, T_DFL, T_CLS_KD, T_REG_KD, T_FEAT_KD, T_CONFLICT, N_TERMS_MAX };
 static const char *const k_terms[N_TERMS_MAX] = {"loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_cls_kd",
                                                  "loss_reg_kd", "loss_feat_kd", "conflict_ratio"};
 
-static int n_terms(const kd_trainer *t)
+/* Which terms this run logs (the same every step). */
+static int term_shown(const kd_trainer *t, int i)
 {
-    if (!t->distill) return T_CLS_KD;
-    return t->cfg->model.kd_cfg.log_conflict_ratio ? N_TERMS_MAX : T_CONFLICT;
+    const kd_model_cfg *m = &t->cfg->model;
+    int method = m->kd_cfg.method;
+    if (i < T_CLS_KD) return 1;
+    if (!t->distill) return 0;
+    if (i == T_CLS_KD || i == T_REG_KD) return method != KD_KD_PKD;
+    if (i == T_FEAT_KD) return method == KD_KD_PKD || method == KD_KD_RM_PFI || m->kd_cfg.loss_feat_kd_weight > 0;
+    return m->kd_cfg.log_conflict_ratio;
+}
+
+/* Compacts the shown terms of all[] into vals/names; returns their count. */
+static int shown_terms(const kd_trainer *t, const double *all, double *vals, const char **names)
+{
+    int n = 0;
+    for (int i = 0; i < N_TERMS_MAX; i++)
+        if (term_shown(t, i)) vals[n] = all[i], names[n++] = k_terms[i];
+    return n;
 }
 
 static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double out[N_TERMS_MAX], kd_err *err)
@@ -179,10 +194,9 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     }
     /* Logged values are the mean over ranks, as MMDetection logs them; the conflict ratio is
      * the ratio of the sums over ranks. */
-    int n = n_terms(t);
     double v[N_TERMS_MAX + 1] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, kd.loss_cls_kd, kd.loss_reg_kd,
                                  kd.loss_feat_kd, kd.conflicts, kd.positives};
-    for (int i = T_CLS; i < n && i < T_CONFLICT; i++) v[T_LOSS] += v[i];
+    for (int i = T_CLS; i < T_CONFLICT; i++) v[T_LOSS] += v[i];
     kd_dist_allreduce_sum(t->d, v, N_TERMS_MAX + 1);
     for (int i = 0; i < T_CONFLICT; i++) out[i] = v[i] / t->d->size;
     out[T_CONFLICT] = v[T_CONFLICT] / (v[N_TERMS_MAX] > 0 ? v[N_TERMS_MAX] : 1);
@@ -313,18 +327,19 @@ static kd_status run_loop(kd_trainer *t, kd_err *err)
                                t->batch_in_epoch, t->iters_per_epoch);
         if (b->n_bad) KD_WARN("batch %u of epoch %lld: %u bad image(s) %s", b->batch_index, t->epoch + 1, b->n_bad,
                               c->on_bad_image ? "replaced" : "skipped");
-        double lr = kd_lr_at(&t->sched, t->iter, t->epoch), vals[N_TERMS_MAX];
-        if (train_step(t, b, lr, vals, err)) return err->code;
-        int nt = n_terms(t);
+        double lr = kd_lr_at(&t->sched, t->iter, t->epoch), all[N_TERMS_MAX] = {0}, vals[N_TERMS_MAX];
+        if (train_step(t, b, lr, all, err)) return err->code;
+        const char *names[N_TERMS_MAX];
+        int nt = shown_terms(t, all, vals, names);
         for (int i = 0; i < nt; i++)
-            if (!isfinite(vals[i])) return kd_errf(err, KD_EINVAL, "%s is %g at iteration %lld: training diverged", k_terms[i], vals[i], t->iter + 1);
+            if (!isfinite(vals[i])) return kd_errf(err, KD_EINVAL, "%s is %g at iteration %lld: training diverged", names[i], vals[i], t->iter + 1);
         t->iter++;
         t->batch_in_epoch++;
         double now = MPI_Wtime();
-        kd_meter_add(&t->meter, k_terms, vals, nt, now - last, wait);
+        kd_meter_add(&t->meter, names, vals, nt, now - last, wait);
         last = now;
         if (t->iter % c->log_interval == 0 || t->iter == t->max_iters) log_window(t, lr);
-        publish(t, KD_JOB_RUNNING, kd_meter_mean_iter_time(&t->meter), vals, k_terms, nt, lr);
+        publish(t, KD_JOB_RUNNING, kd_meter_mean_iter_time(&t->meter), vals, names, nt, lr);
         if (t->batch_in_epoch == (uint32_t)t->iters_per_epoch) {
             t->epoch++;
             t->batch_in_epoch = 0;
