@@ -150,10 +150,17 @@ timelimit)
   la=$tmp/work/timelimit/logs/slurm-$a.log
   # Slurm sends the signal within ~30 s of the start (its timer runs every 30 s and may
   # fire up to 60 s early), at every start of this 1-minute job.
+  # The run checkpoints every few milliseconds, so `latest` has moved on by the time it is
+  # read: take the step of the first resume line instead, and check that the start before
+  # it wrote that checkpoint.
   resumed_latest() {
-    restarts_at_least "$a" 1 && is_state "$a" RUNNING && [ -f "$tmp/work/timelimit/checkpoints/latest" ] || return 1
-    ck=$(cat "$tmp/work/timelimit/checkpoints/latest") k=${ck#iter_} k=${k%.ckpt}
-    resumed_from "$la" "$k"
+    restarts_at_least "$a" 1 && is_state "$a" RUNNING && [ -f "$la" ] || return 1
+    local line n
+    line=$(grep -v '^crosskd-job\[' "$la" | grep -Enm1 "$(printf "$resume_re" '[0-9]+')") || return 1
+    n=${line%%:*}
+    k=$(printf '%s\n' "${line#*:}" | grep -Eo 'iter_[0-9]+\.ckpt' | head -n1) k=${k#iter_} k=${k%.ckpt}
+    ck=iter_$k.ckpt
+    [ -n "$k" ] && grep -v '^crosskd-job\[' "$la" | head -n "$((n - 1))" | grep -q "iter_$k\.ckpt"
   }
   wait_until 100 resumed_latest || fail "job $a was not requeued and resumed within 100 s: did Slurm send SIGUSR1?"
   grep -q "SIGUSR1 received" "$la" || fail "the batch shell did not get SIGUSR1 from Slurm"
