@@ -172,12 +172,24 @@ static kd_status set_scalar(const kd_opt *o, void *cfg, const char *s, bool plai
     return KD_EINVAL;
 }
 
+/* The shortest decimal that reads back as the same double (0.9, not 0.90000000000000002),
+ * so the dumped config is what a person would write and still round-trips exactly. */
+static int format_double(char *out, size_t cap, double v)
+{
+    int n = 0;
+    for (int prec = 1; prec <= 17; prec++) {
+        n = snprintf(out, cap, "%.*g", prec, v);
+        if (n < 0 || (size_t)n >= cap || strtod(out, NULL) == v) break;
+    }
+    return n;
+}
+
 void kd_config_format_value(const kd_opt *o, const void *cfg, char *out, size_t cap)
 {
     const void *f = cfield(o, cfg);
     switch (o->type) {
     case KD_OPT_INT: snprintf(out, cap, "%lld", *(const long long *)f); break;
-    case KD_OPT_FLOAT: snprintf(out, cap, "%.17g", *(const double *)f); break;
+    case KD_OPT_FLOAT: format_double(out, cap, *(const double *)f); break;
     case KD_OPT_BOOL: snprintf(out, cap, "%s", *(const bool *)f ? "true" : "false"); break;
     case KD_OPT_STR: {
         const char *s = (const char *)f;
@@ -191,8 +203,10 @@ void kd_config_format_value(const kd_opt *o, const void *cfg, char *out, size_t 
     case KD_OPT_LIST: {
         const kd_cfg_list *l = f;
         size_t n = (size_t)snprintf(out, cap, "[");
-        for (int i = 0; i < l->n && n < cap; i++)
-            n += (size_t)snprintf(out + n, cap - n, "%s%.17g", i ? ", " : "", l->v[i]);
+        for (int i = 0; i < l->n && n < cap; i++) {
+            if (i) n += (size_t)snprintf(out + n, cap - n, ", ");
+            if (n < cap) n += (size_t)format_double(out + n, cap - n, l->v[i]);
+        }
         if (n < cap) snprintf(out + n, cap - n, "]");
         break;
     }
