@@ -98,6 +98,16 @@ struct kd_backend {
     void (*add)(const kd_backend *b, size_t elems, const float *a, const float *bb, float *y);
     /* Sum of all elements in double, written to *out_host (a host pointer). */
     void (*sum)(const kd_backend *b, size_t elems, const float *x, double *out_host);
+    /* Sum of x[i]*y[i] in double (y may be x: the squared L2 norm), to *out_host. Fixed
+     * order: deterministic for a given thread count. */
+    void (*dot)(const kd_backend *b, size_t elems, const float *x, const float *y,
+                double *out_host);
+
+    /* ---- optimiser (worker/optim.h) ----------------------------------------------- */
+    /* One SGD step over elems parameters w with gradients g and momentum v, each element
+     * kernels/kd_math.h's kd_sgd_elem (bit-identical across backends for the same inputs). */
+    void (*sgd_step)(const kd_backend *b, size_t elems, float lr, float momentum,
+                     float weight_decay, float *w, const float *g, float *v);
 
     /* ---- GEMM (OpenBLAS on the CPU), row-major ----------------------------------- */
     /* C(m x n) = alpha * op(A)(m x k) * op(B)(k x n) + beta * C; op = transpose when trans_*.

@@ -23,6 +23,8 @@ static const kd_opt k_opts[] = {
     /* ---- runtime ---- */
     ENUM("device", device, "cpu|cuda", "cpu", "compute device; cuda needs a CUDA build and a GPU per rank"),
     INT("threads", threads, 0, 1024, "0", "CPU threads per rank; 0 = OMP_NUM_THREADS, else all cores"),
+    FLT("env_cfg.dist_cfg.timeout", dist_timeout, 1, 1e6, "1800",
+        "seconds one NCCL gradient collective may take before the watchdog ends the job (device: cuda)"),
     STR("work_dir", work_dir, "work_dirs/default", "run directory: logs, checkpoints, results, status socket"),
     ENUM("log_level", log_level, "debug|info|warn|error", "info", "logging threshold on rank 0"),
     STR("resume", resume, "", "'' = start fresh; 'auto' = latest valid checkpoint in work_dir; or a checkpoint path"),

@@ -81,6 +81,7 @@ typedef struct kd_config {
     /* runtime */
     int device; /* kd_device */
     long long threads;
+    double dist_timeout; /* seconds (NCCL watchdog) */
     long long seed;
     bool deterministic;
     kd_cfg_str work_dir;

@@ -353,7 +353,9 @@ static void backward_with_feat(kd_distiller *d, kd_model *m)
         if (l < d->feat_levels)
             be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, d->feat_grad[l].p, m->fpn.d_out[l]);
     }
+    kd_model_grads_done(m, m->grad_lo_head);
     kd_fpn_bwd(be, &m->fpn, &m->params, m->bb.out);
+    kd_model_grads_done(m, m->grad_lo_neck);
     kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g);
 }
 

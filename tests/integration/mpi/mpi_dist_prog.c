@@ -1,7 +1,8 @@
 /* mpi_dist_prog MODE — run under `mpirun -np N --oversubscribe` by mpi_case.sh.
  *   collectives: ranks, broadcast, sum, gather, equality check
- *   gradsync:    bucketed gradient all-reduce equals the mean, whatever the bucket size
- *                and the order in which backward reports finished ranges
+ *   gradsync:    bucketed gradient all-reduce (worker/grad_sync.h, MPI transport of the
+ *                CPU backend) equals the mean, whatever the bucket size and the order in
+ *                which backward reports finished ranges
  *   rankdeath:   rank 1 exits abruptly while rank 0 waits in a collective; the job must
  *                end (mpirun aborts everyone) instead of hanging
  */
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "worker/dist.h"
+#include "worker/grad_sync.h"
 
 static int fails;
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "rank check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); fails++; } } while (0)
@@ -38,12 +40,18 @@ static void collectives(kd_dist *d)
 static void gradsync(kd_dist *d)
 {
     enum { N = 10007 };
-    static float g[N];
+    const kd_backend *be;
+    kd_grad_comm *comm;
+    kd_err err;
+    CHECK(kd_rank_backend_open("cpu", d->local_rank, d->local_size, 1, &be, &err) == KD_OK);
+    CHECK(kd_grad_comm_open(d, be, 0, &comm, &err) == KD_OK);
+    CHECK(strcmp(kd_grad_comm_name(comm), "mpi") == 0);
+    float *g = be->alloc(be, N * sizeof(float)); /* CPU backend: host memory */
     size_t bucket_bytes[] = {4, 4000, 40000, 1 << 20};
     for (size_t b = 0; b < sizeof bucket_bytes / sizeof bucket_bytes[0]; b++) {
         for (int i = 0; i < N; i++) g[i] = (float)((i % 97) * (d->rank + 1));
         kd_grad_sync s;
-        kd_grad_sync_init(&s, d, g, N, bucket_bytes[b]);
+        kd_grad_sync_init(&s, comm, g, N, bucket_bytes[b]);
         /* Backward reports finished ranges from the end towards the start. */
         for (size_t lo = N; lo > 0; lo = lo > 1500 ? lo - 1500 : 0) kd_grad_sync_ready(&s, lo);
         kd_grad_sync_ready(&s, 0);
@@ -54,6 +62,9 @@ static void gradsync(kd_dist *d)
         CHECK(bad == 0);
         kd_grad_sync_free(&s);
     }
+    be->free(be, g);
+    kd_grad_comm_close(comm);
+    be->close(be);
 }
 
 static void rankdeath(kd_dist *d)
