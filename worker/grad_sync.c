@@ -44,6 +44,12 @@ kd_status kd_rank_backend_open(const char *device, int local_rank, int local_siz
 {
 #if KD_HAVE_CUDA
     if (device && strcmp(device, "cuda") == 0) {
+        const char *why = NULL;
+        if (kd_cuda_device_count(&why) <= 0)
+            return kd_errf(err, KD_EUNSUPPORTED,
+                           "device: cuda: no GPU is visible to this process (%s); use device: cpu, or run "
+                           "where every rank sees a GPU",
+                           why ? why : "none");
         int dev = -1;
         if (kd_cuda_select_device(local_rank, local_size, &dev, err)) {
             kd_err_prefix(err, "device: cuda: ");
