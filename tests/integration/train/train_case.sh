@@ -8,6 +8,10 @@
 #   signal_requeue SIGUSR1 mid-epoch: checkpoint, exit 85; resume: bit-identical at the end
 #   control        crosskdctl status, checkpoint, pause/resume and stop on a real 2-rank job
 #   rank_death     one rank killed: the whole job ends with an error, no hang
+#   guarded        one rank under CROSSKD_GUARD_DEVICE_MEMORY (the CPU backend's buffers
+#                  unreadable by the host outside backend calls, as on a GPU): training,
+#                  evaluation, checkpoints, final weights, then CrossKD with the adapter and
+#                  gradient clipping, resumed; the same bits as without the guard
 #   crosskd        a micro teacher trained for one epoch, then a 2-rank CrossKD student
 #                  (idx 0 and 1 on the one-block head): KD terms and the conflict ratio
 #                  logged, the teacher file untouched, a missing teacher named; a narrower
@@ -118,6 +122,23 @@ rank_death)
   [ "$rc" -ne 0 ] || fail "job reported success"
   [ "$rc" -ne 124 ] || fail "job hung"
   echo "ok: ended with status $rc in ${elapsed}s" ;;
+guarded)
+  run 1 "$tmp/plain" --set train_cfg.max_epochs=2 > "$tmp/log.p" 2>&1 || { cat "$tmp/log.p"; fail "unguarded run"; }
+  CROSSKD_GUARD_DEVICE_MEMORY=1 run 1 "$tmp/g" --set train_cfg.max_epochs=2 \
+    > "$tmp/log.g" 2>&1 || { cat "$tmp/log.g"; fail "guarded run (a host access to device memory faults)"; }
+  grep -q "buffers are guarded" "$tmp/log.g" || { cat "$tmp/log.g"; fail "the guard is not on"; }
+  grep -q "Epoch(val)" "$tmp/log.g" || { cat "$tmp/log.g"; fail "no evaluation in the guarded run"; }
+  "$tool" compare "$tmp/plain/checkpoints/iter_16.ckpt" "$tmp/g/checkpoints/iter_16.ckpt" 0 || fail "guard changed the result"
+  kd="--set model.kd_cfg.method=crosskd --set teacher_config=$(basename "$config") --set teacher_ckpt=$tmp/g/final.safetensors"
+  kd="$kd --set model.kd_cfg.adapter=true --set model.bbox_head.feat_channels=8 --set model.kd_cfg.reused_teacher_head_idx=1"
+  kd="$kd --set optim_wrapper.clip_grad.max_norm=0.5"
+  CROSSKD_GUARD_DEVICE_MEMORY=1 run 1 "$tmp/kd" $kd --set train_cfg.max_epochs=1 > "$tmp/log.kd" 2>&1 ||
+    { cat "$tmp/log.kd"; fail "guarded CrossKD run"; }
+  CROSSKD_GUARD_DEVICE_MEMORY=1 run 1 "$tmp/kd" $kd --set train_cfg.max_epochs=2 --set resume=auto > "$tmp/log.kd2" 2>&1 ||
+    { cat "$tmp/log.kd2"; fail "guarded CrossKD resume"; }
+  grep -q "resumed from" "$tmp/log.kd2" || { cat "$tmp/log.kd2"; fail "did not resume"; }
+  grep -q "trainable 1x1 adapter" "$tmp/log.kd2" || fail "no adapter"
+  echo ok ;;
 crosskd)
   run 1 "$tmp/teacher" --set train_cfg.max_epochs=1 > "$tmp/log.t" 2>&1 || { cat "$tmp/log.t"; fail "teacher run"; }
   tw="$tmp/teacher/final.safetensors"
