@@ -52,7 +52,7 @@ kd_status kd_rank_backend_open(const char *device, int local_rank, int local_siz
                            why ? why : "none");
         int dev = -1;
         if (kd_cuda_select_device(local_rank, local_size, &dev, err)) {
-            kd_err_prefix(err, "device: cuda: ");
+            kd_err_prefix(err, "device: "); /* its messages start with "cuda: " */
             return err ? err->code : KD_EUNSUPPORTED;
         }
         KD_DEBUG("local rank %d of %d uses GPU %d", local_rank, local_size, dev);
