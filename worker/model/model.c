@@ -197,5 +197,5 @@ void kd_model_backward(kd_model *m)
     kd_model_grads_done(m, m->grad_lo_head);
     kd_fpn_bwd(be, &m->fpn, &m->params, m->bb.out);
     kd_model_grads_done(m, m->grad_lo_neck);
-    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g);
+    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g, m);
 }

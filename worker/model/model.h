@@ -223,8 +223,9 @@ typedef struct kd_model {
     int use_d_held;                  /* add d_held during backward (set by the caller) */
     /* Set by the caller to overlap the gradient all-reduce with backward: called as the
      * backward finishes parameter gradients, with every gradient from element lo to the end
-     * final (after the head, lo = grad_lo_head; after the neck, grad_lo_neck), so the
-     * caller can start those buckets (worker/grad_sync.h). NULL: not called. */
+     * final (after the head, lo = grad_lo_head; after the neck, grad_lo_neck; then after
+     * each trainable backbone block, its lowest offset), so the caller can start those
+     * buckets (worker/grad_sync.h). NULL: not called. */
     void (*grads_done)(void *ctx, size_t lo);
     void *grads_done_ctx;
     size_t grad_lo_head, grad_lo_neck;
