@@ -64,6 +64,21 @@ kd_status kd_rank_backend_open(const char *device, int local_rank, int local_siz
     return kd_backend_open(device, threads, out, err);
 }
 
+kd_status kd_rank_backend_set_amp(const kd_backend *be, int bf16, kd_err *err)
+{
+#if KD_HAVE_CUDA
+    if (strcmp(be->name, "cuda") == 0) {
+        kd_cuda_set_math(be, bf16 ? KD_CUDA_MATH_BF16 : KD_CUDA_MATH_FP16);
+        return KD_OK;
+    }
+#endif
+    (void)bf16;
+    return kd_errf(err, KD_EUNSUPPORTED,
+                   "optim_wrapper.type: AmpOptimWrapper needs device: cuda (mixed precision is the GPU's "
+                   "matrix math); device %s trains in float32 (OptimWrapper)",
+                   be->name);
+}
+
 /* ---- transport ------------------------------------------------------------------------ */
 
 #if KD_HAVE_CUDA

@@ -1,6 +1,6 @@
-/* grad_sync.h — the rank's compute device and the averaging of its gradients over ranks,
- * one interface over both transports (DESIGN.md §6, §7), so the training step does not
- * branch on the device:
+/* grad_sync.h — the rank's compute device (and its precision) and the averaging of its
+ * gradients over ranks, one interface over both transports (DESIGN.md §6, §7), so the
+ * training step does not branch on the device:
  *   cpu   MPI_Iallreduce on the backend's (host) memory, progressed at each ready() call,
  *         then a scale by 1/world_size;
  *   cuda  NCCL all-reduce with ncclAvg on the communicator's own stream, each bucket
@@ -36,6 +36,12 @@
  * visible GPU, or a binary built without CUDA, the error says so in one line. */
 kd_status kd_rank_backend_open(const char *device, int local_rank, int local_size, int threads,
                                const kd_backend **out, kd_err *err);
+
+/* Mixed precision (optim_wrapper.type AmpOptimWrapper) on the rank's backend: the matrix
+ * engines (cuBLAS GEMMs, cuDNN convolutions) multiply in float16 (bf16 = 0) or bfloat16,
+ * storage and accumulation stay float32 (kernels/cuda/kd_cuda.h, kd_cuda_set_math). A
+ * backend without it (the CPU's) is an error naming the option. */
+kd_status kd_rank_backend_set_amp(const kd_backend *be, int bf16, kd_err *err);
 
 typedef struct kd_grad_comm kd_grad_comm;
 

@@ -60,6 +60,14 @@ float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t 
     return h;
 }
 
+void kd_distill_grad_to_dev(kd_distiller *d, float *dev, const float *host, size_t elems)
+{
+    d->be->copy_from_host(d->be, dev, host, elems * sizeof(float));
+    if (d->grad_scale != 1.0f) d->be->scal(d->be, elems, d->grad_scale, dev);
+}
+
+void kd_distiller_set_grad_scale(kd_distiller *d, float scale) { d->grad_scale = scale; }
+
 int kd_distill_student_hold_idx(const kd_model_cfg *cfg)
 {
     if (cfg->kd_cfg.method == KD_KD_CROSSKD) return (int)cfg->kd_cfg.reused_teacher_head_idx;
@@ -155,6 +163,7 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     const char *ckpt = teacher_ckpt ? teacher_ckpt : cfg->teacher_ckpt;
     if (!ckpt[0]) return kd_errf(err, KD_EINVAL, "teacher_ckpt: distillation needs the teacher's weights");
     kd_distiller *d = kd_xcalloc(1, sizeof *d);
+    d->grad_scale = 1.0f;
     d->be = be;
     d->method = m->kd_cfg.method;
     d->idx = (int)m->kd_cfg.reused_teacher_head_idx;

@@ -169,6 +169,26 @@ static void setup_schedule(kd_trainer *t)
 /* The student's backward finished the gradients [lo, end): start their buckets. */
 static void grads_done(void *ctx, size_t lo) { kd_grad_sync_ready(ctx, lo); }
 
+/* optim_wrapper.type/dtype/loss_scale: the backend's matrix math and the loss scaler. */
+static kd_status setup_precision(kd_trainer *t, kd_err *err)
+{
+    const kd_config *c = t->cfg;
+    if (c->amp && kd_rank_backend_set_amp(t->be, c->amp_dtype == 1, err)) return err->code;
+    if (c->loss_scale > 0) { /* static: never backs off or grows */
+        t->scaling = 1;
+        t->scaler = kd_loss_scaler_off();
+        t->scaler.scale = (float)c->loss_scale;
+    } else if (c->amp && c->amp_dtype == 0) {
+        t->scaling = 1;
+        t->scaler = kd_loss_scaler_default();
+    }
+    if (c->amp || t->scaling)
+        KD_INFO("precision: %s matrix math, float32 weights and accumulation; loss scale %s %g",
+                c->amp ? (c->amp_dtype ? "bfloat16" : "float16") : "float32",
+                !t->scaling ? "off" : c->loss_scale > 0 ? "static" : "dynamic from", (double)t->scaler.scale);
+    return KD_OK;
+}
+
 kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
 {
     const kd_config *c = t->cfg;
@@ -210,7 +230,7 @@ kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
     KD_INFO("gradients: averaged over %d rank(s) in %d bucket(s) of 4 MiB, transport %s", t->d->size,
             t->sync.n_buckets, kd_grad_comm_name(t->comm));
     setup_schedule(t);
-    return KD_OK;
+    return setup_precision(t, err);
 }
 
 void kd_train_teardown(kd_trainer *t)

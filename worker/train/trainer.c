@@ -11,8 +11,9 @@
  *             their gradients (worker/distill/distill.h), model backward
  *   sync      gradients averaged over ranks (worker/grad_sync.h: bucketed MPI or NCCL
  *             all-reduce, the buckets started by the backward as it finishes them)
- *   update    gradient clipping when configured, SGD with the scheduled learning rate, on
- *             the backend's device buffers
+ *   update    with loss scaling, the check for Inf/NaN (the step is skipped) and the
+ *             unscale; gradient clipping when configured; SGD with the scheduled learning
+ *             rate; all on the backend's device buffers
  *   report    meter, log line every N iterations (text, JSON lines, TensorBoard), status
  * A rank whose batch is empty (every image of it was bad and skipped) still takes part in
  * every collective with zero statistics and zero gradients, so ranks never diverge.
@@ -163,6 +164,29 @@ static void clip_gradients(kd_trainer *t)
     if (A) kd_grad_clip(t->be, A->grad, A->train_elems, coef);
 }
 
+/* Loss scaling: the averaged gradients are checked with one sum of squares (an Inf or NaN
+ * anywhere makes it non-finite), the scaler is updated (GradScaler's rule), and the
+ * gradients are divided by the scale they were made with. Every rank holds the same averaged
+ * gradients, so every rank decides alike. Returns 0 when the step must be skipped. */
+static int unscale_gradients(kd_trainer *t)
+{
+    if (!t->scaling) return 1;
+    kd_params *P = &t->student->params, *A = t->adapter;
+    double sq = kd_grad_sumsq(t->be, P->grad, P->train_elems);
+    if (A) sq += kd_grad_sumsq(t->be, A->grad, A->train_elems);
+    const float scale = t->scaler.scale;
+    const int found_inf = !isfinite(sq);
+    kd_loss_scaler_update(&t->scaler, found_inf);
+    if (found_inf) {
+        KD_WARN("iteration %lld: gradients not finite at loss scale %g: step skipped, scale now %g", t->iter + 1,
+                (double)scale, (double)t->scaler.scale);
+        return 0;
+    }
+    t->be->scal(t->be, P->train_elems, 1.0f / scale, P->grad);
+    if (A) t->be->scal(t->be, A->train_elems, 1.0f / scale, A->grad);
+    return 1;
+}
+
 static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double out[N_TERMS_MAX], kd_err *err)
 {
     kd_model *m = t->student;
@@ -191,8 +215,10 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     memset(&L, 0, sizeof L);
     kd_distill_terms kd = {0};
     if (b->n > 0) {
-        kd_gfl_loss_compute(t->loss, m, Pn, W, 1.0, &L);
+        const float grad_scale = t->scaling ? t->scaler.scale : 1.0f;
+        kd_gfl_loss_compute(t->loss, m, Pn, W, grad_scale, &L);
         if (t->distill) {
+            kd_distiller_set_grad_scale(t->distill, grad_scale);
             kd_distiller_compute(t->distill, m, t->loss, Pn, &kd);
             kd_distiller_backward(t->distill, m);
         } else {
@@ -205,9 +231,11 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
         if (b->n == 0) t->be->zero(t->be, A->grad, A->train_elems * sizeof(float));
         kd_grad_sync_finish(&t->adapter_sync);
     }
-    clip_gradients(t);
-    kd_sgd_step(t->be, P->data, P->grad, P->mom, P->train_elems, &t->sgd, lr);
-    if (A) kd_sgd_step(t->be, A->data, A->grad, A->mom, A->train_elems, &t->sgd, lr);
+    if (unscale_gradients(t)) {
+        clip_gradients(t);
+        kd_sgd_step(t->be, P->data, P->grad, P->mom, P->train_elems, &t->sgd, lr);
+        if (A) kd_sgd_step(t->be, A->data, A->grad, A->mom, A->train_elems, &t->sgd, lr);
+    }
     /* Logged values are the mean over ranks, as MMDetection logs them; the conflict ratio is
      * the ratio of the sums over ranks. */
     double v[N_TERMS_MAX + 1] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, kd.loss_cls_kd, kd.loss_reg_kd,
