@@ -13,7 +13,8 @@
 #                  evaluation, checkpoints, final weights, then CrossKD with the adapter and
 #                  gradient clipping, resumed; the same bits as without the guard
 #   loss_scale     a static loss scale of 2^16 (the fp16 path's scaling and unscaling, in
-#                  fp32 here) gives the same bits as no scaling: 2 ranks without KD, then
+#                  fp32 here) gives the same bits as no scaling (and when resumed, with the
+#                  scaler's checkpoint section): 2 ranks without KD, then
 #                  prediction mimicking, PKD, RM+PFI and CrossKD with the adapter (every
 #                  place a KD gradient reaches the device is scaled); AmpOptimWrapper on the
 #                  CPU is refused with a message
@@ -150,6 +151,10 @@ loss_scale)
   run 2 "$tmp/s" $ls > "$tmp/log.s" 2>&1 || { cat "$tmp/log.s"; fail "scaled run"; }
   grep -q "loss scale static 65536" "$tmp/log.s" || { cat "$tmp/log.s"; fail "no precision line"; }
   "$tool" compare "$tmp/p/checkpoints/iter_12.ckpt" "$tmp/s/checkpoints/iter_12.ckpt" 0 || fail "scaling changed the result"
+  run 2 "$tmp/r" $ls --set train_cfg.max_epochs=1 > "$tmp/log.r" 2>&1 || { cat "$tmp/log.r"; fail "scaled run, 1 epoch"; }
+  run 2 "$tmp/r" $ls --set resume=auto > "$tmp/log.r2" 2>&1 || { cat "$tmp/log.r2"; fail "scaled resume"; }
+  grep -q "resumed from" "$tmp/log.r2" || { cat "$tmp/log.r2"; fail "did not resume"; }
+  "$tool" compare "$tmp/s/checkpoints/iter_12.ckpt" "$tmp/r/checkpoints/iter_12.ckpt" 0 || fail "scaled resume differs"
   kd="--set teacher_config=$(basename "$config") --set teacher_ckpt=$tmp/p/final.safetensors --set train_cfg.max_epochs=1"
   kd="$kd --set model.kd_cfg.reused_teacher_head_idx=1"
   for m in "pred_mimic" "pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2" "rm_pfi" \
