@@ -1,6 +1,8 @@
-/* backend.c — picks a backend by device name (DESIGN.md §6). "cpu" is always built; "cuda"
- * is kernels/cuda/'s kd_cuda_backend_open in a CUDA build (KD_HAVE_CUDA), which reports
- * "no CUDA device" on a machine without one, and an error naming the build otherwise.
+/* backend.c — picks a backend by device name (DESIGN.md §6). "cpu" is always built (and
+ * wrapped in the guarded variant of kernels/cpu/guard.c when CROSSKD_GUARD_DEVICE_MEMORY
+ * asks for it); "cuda" is kernels/cuda/'s kd_cuda_backend_open in a CUDA build
+ * (KD_HAVE_CUDA), which reports "no CUDA device" on a machine without one, and an error
+ * naming the build otherwise.
  */
 #include "kernels/backend.h"
 
@@ -19,7 +21,11 @@ kd_status kd_backend_open(const char *device, int threads, const kd_backend **ou
     if (threads < 0)
         return kd_errf(err, KD_EINVAL, "threads: %d is negative (0 = OMP_NUM_THREADS or all cores)",
                        threads);
-    if (strcmp(device, "cpu") == 0) return kd_cpu_backend_open(threads, out, err);
+    if (strcmp(device, "cpu") == 0) {
+        kd_status st = kd_cpu_backend_open(threads, out, err);
+        if (st || !kd_cpu_guard_requested()) return st;
+        return kd_cpu_guard_wrap(*out, out, err);
+    }
     if (strcmp(device, "cuda") == 0) {
 #if KD_HAVE_CUDA
         return kd_cuda_backend_open(threads, out, err);

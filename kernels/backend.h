@@ -74,7 +74,7 @@ static inline kd_shape kd_pool_out_shape(kd_shape x, int k, int stride, int pad)
 typedef struct kd_backend kd_backend;
 
 struct kd_backend {
-    const char *name;      /* "cpu" */
+    const char *name;      /* "cpu" or "cuda" */
     int threads;           /* threads the backend uses inside each call */
     void *ctx;             /* backend-private state (oneDNN engine/stream, primitive cache) */
 
@@ -98,6 +98,16 @@ struct kd_backend {
     void (*add)(const kd_backend *b, size_t elems, const float *a, const float *bb, float *y);
     /* Sum of all elements in double, written to *out_host (a host pointer). */
     void (*sum)(const kd_backend *b, size_t elems, const float *x, double *out_host);
+    /* Sum of x[i]*y[i] in double (y may be x: the squared L2 norm), to *out_host. Fixed
+     * order: deterministic for a given thread count. */
+    void (*dot)(const kd_backend *b, size_t elems, const float *x, const float *y,
+                double *out_host);
+
+    /* ---- optimiser (worker/optim.h) ----------------------------------------------- */
+    /* One SGD step over elems parameters w with gradients g and momentum v, each element
+     * kernels/kd_math.h's kd_sgd_elem (bit-identical across backends for the same inputs). */
+    void (*sgd_step)(const kd_backend *b, size_t elems, float lr, float momentum,
+                     float weight_decay, float *w, const float *g, float *v);
 
     /* ---- GEMM (OpenBLAS on the CPU), row-major ----------------------------------- */
     /* C(m x n) = alpha * op(A)(m x k) * op(B)(k x n) + beta * C; op = transpose when trans_*.
@@ -213,5 +223,11 @@ kd_status kd_backend_open(const char *device, int threads, const kd_backend **ou
 
 /* The CPU backend's constructor (kernels/cpu/backend_cpu.c), used by kd_backend_open. */
 kd_status kd_cpu_backend_open(int threads, const kd_backend **out, kd_err *err);
+/* The guarded CPU backend (kernels/cpu/guard.c): kd_backend_open("cpu") wraps the CPU
+ * backend in it when kd_cpu_guard_requested() (CROSSKD_GUARD_DEVICE_MEMORY set, not "0").
+ * Its buffers are inaccessible to the host outside backend calls, as a GPU's are. The wrap
+ * takes over `in` (closed with it, or at once on failure). */
+int kd_cpu_guard_requested(void);
+kd_status kd_cpu_guard_wrap(const kd_backend *in, const kd_backend **out, kd_err *err);
 
 #endif

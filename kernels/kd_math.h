@@ -4,6 +4,10 @@
  * KD_HD marks a function usable on host and device: `__host__ __device__ inline` under
  * nvcc, `static inline` otherwise. Everything is float; each formula is the numerically
  * stable form (no exp of a large positive argument, no log of 0 for finite inputs).
+ * Where host and device must agree bit for bit (the optimiser), products and sums go
+ * through kd_mul_rn / kd_add_rn: on the device those are __fmul_rn / __fadd_rn, which nvcc
+ * never contracts into an FMA; the C build does not contract either (ISO C mode,
+ * -ffp-contract=off).
  */
 #ifndef KD_KERNELS_KD_MATH_H
 #define KD_KERNELS_KD_MATH_H
@@ -14,6 +18,14 @@
 #define KD_HD __host__ __device__ inline
 #else
 #define KD_HD static inline
+#endif
+
+#ifdef __CUDA_ARCH__
+KD_HD float kd_mul_rn(float a, float b) { return __fmul_rn(a, b); }
+KD_HD float kd_add_rn(float a, float b) { return __fadd_rn(a, b); }
+#else
+KD_HD float kd_mul_rn(float a, float b) { return a * b; }
+KD_HD float kd_add_rn(float a, float b) { return a + b; }
 #endif
 
 KD_HD float kd_relu(float x) { return x > 0.0f ? x : 0.0f; }
@@ -111,6 +123,18 @@ KD_HD int kd_nearest_src(int i, int in_size, int out_size)
     float scale = (float)in_size / (float)out_size;
     int s = (int)floorf((float)i * scale);
     return s < in_size - 1 ? s : in_size - 1;
+}
+
+/* One element of an SGD step, torch.optim.SGD with dampening 0 and no Nesterov, in float32
+ * and in PyTorch's order: d = g + wd*w; v = mom*v + d; w = w - lr*v (v starting at 0 is
+ * the same as PyTorch starting it at d). The CPU backend's sgd_step and the CUDA kernel run
+ * exactly this, so both give the same bits for the same inputs. */
+KD_HD void kd_sgd_elem(float *w, float g, float *v, float lr, float mom, float wd)
+{
+    float d = kd_add_rn(g, kd_mul_rn(wd, *w));
+    float vi = kd_add_rn(kd_mul_rn(mom, *v), d);
+    *v = vi;
+    *w = kd_add_rn(*w, -kd_mul_rn(lr, vi));
 }
 
 #endif

@@ -6,6 +6,9 @@
  *                   --batch B.safetensors --out O.safetensors [--threads N] [--kd] [--set k=v ...]
  *
  * Threads: --threads, else the config's threads, else OMP_NUM_THREADS or every core.
+ * Device: the config's device: (cpu, or cuda on the first visible GPU), so
+ * `--set device=cuda` runs the same step on the GPU (the 'cuda' test suite compares it with
+ * the CPU run and the reference).
  *
  * Batch: img (float32 N,3,H,W, normalised and padded), img_shape (int32 N,2: height, width
  * before padding), per image n gt_bboxes.n (float32 M,4 x1 y1 x2 y2) and gt_labels.n (int32 M).
@@ -25,6 +28,7 @@
 
 #include "proto/log.h"
 #include "worker/distill/distill.h"
+#include "worker/grad_sync.h"
 #include "worker/model/model.h"
 #include "worker/model/tensor_file.h"
 #include "worker/options.h"
@@ -131,7 +135,8 @@ int main(int argc, char **argv)
     }
     const kd_backend *be;
     if (!threads) threads = (int)cfg.threads; /* 0 in both: OMP_NUM_THREADS or all cores */
-    if (kd_backend_open("cpu", threads, &be, &err)) return fail(&err);
+    const char *device = cfg.device == KD_DEVICE_CUDA ? "cuda" : "cpu";
+    if (kd_rank_backend_open(device, 0, 1, threads, &be, &err)) return fail(&err);
     kd_model_opts so = {N, H, W, 0, teacher ? kd_distill_student_hold_idx(&cfg.model) : -1};
     kd_model *sm;
     kd_distiller *dist = NULL;

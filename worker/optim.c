@@ -1,45 +1,32 @@
-/* optim.c — see optim.h. Loops are plain C over contiguous ranges so the compiler
- * vectorises them; OpenMP splits the range across the rank's threads. Every element's
- * update is independent, so the result does not depend on the thread count. */
+/* optim.c — see optim.h. The step, the norm and the clipping are backend calls (the
+ * element math lives in kernels/kd_math.h so the CPU and CUDA backends share it); what is
+ * left here is the schedule, plain arithmetic on the host. */
 #include "worker/optim.h"
 
 #include <math.h>
 
-void kd_sgd_step(float *w, const float *g, float *v, size_t n_elems, const kd_sgd_cfg *cfg, double lr)
+void kd_sgd_step(const kd_backend *b, float *w, const float *g, float *v, size_t n_elems,
+                 const kd_sgd_cfg *cfg, double lr)
 {
-    const float mom = (float)cfg->momentum, wd = (float)cfg->weight_decay, flr = (float)lr;
-#pragma omp parallel for schedule(static) if (n_elems > 65536)
-    for (size_t i = 0; i < n_elems; i++) {
-        float d = g[i] + wd * w[i];
-        float vi = mom * v[i] + d;
-        v[i] = vi;
-        w[i] -= flr * vi;
-    }
+    b->sgd_step(b, n_elems, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay, w, g, v);
 }
 
-double kd_grad_norm(const float *g, size_t n_elems)
+double kd_grad_sumsq(const kd_backend *b, const float *g, size_t n_elems)
 {
-    /* Fixed-order blocked sum: deterministic whatever the thread count. */
-    enum { BLOCK = 4096 };
-    size_t n_blocks = (n_elems + BLOCK - 1) / BLOCK;
-    double total = 0.0;
-    for (size_t b = 0; b < n_blocks; b++) {
-        size_t end = (b + 1) * BLOCK < n_elems ? (b + 1) * BLOCK : n_elems;
-        double s = 0.0;
-        for (size_t i = b * BLOCK; i < end; i++) s += (double)g[i] * g[i];
-        total += s;
-    }
-    return sqrt(total);
+    double s = 0.0;
+    if (n_elems) b->dot(b, n_elems, g, g, &s);
+    return s;
 }
 
-double kd_grad_clip(float *g, size_t n_elems, double norm, double max_norm)
+double kd_grad_clip_coef(double norm, double max_norm)
 {
     double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) {
-        float c = (float)coef;
-        for (size_t i = 0; i < n_elems; i++) g[i] *= c;
-    }
-    return norm;
+    return coef < 1.0 ? coef : 1.0;
+}
+
+void kd_grad_clip(const kd_backend *b, float *g, size_t n_elems, double coef)
+{
+    if (coef < 1.0 && n_elems) b->scal(b, n_elems, (float)coef, g);
 }
 
 double kd_lr_autoscale(double lr, int enable, long long world_size, long long batch_per_rank,

@@ -6,24 +6,33 @@
  * a model's whole trainable arena is one call:
  *     g' = g + weight_decay * w;   v = momentum * v + g';   w -= lr * v
  * (PyTorch starts v at g' on the first step, which is the same as v = 0 before it.)
+ * The step, the norm and the clipping run through the backend on its device buffers; the
+ * element math is kernels/kd_math.h's kd_sgd_elem, the same on the CPU and the GPU.
  */
 #ifndef KD_OPTIM_H
 #define KD_OPTIM_H
 
 #include <stddef.h>
 
+#include "kernels/backend.h"
+
 typedef struct kd_sgd_cfg {
     double momentum, weight_decay;
 } kd_sgd_cfg;
 
-/* One SGD step over n_elems parameters w with gradients g and momentum buffer v. */
-void kd_sgd_step(float *w, const float *g, float *v, size_t n_elems, const kd_sgd_cfg *cfg, double lr);
+/* One SGD step over n_elems parameters w with gradients g and momentum buffer v (device
+ * buffers of backend b). */
+void kd_sgd_step(const kd_backend *b, float *w, const float *g, float *v, size_t n_elems,
+                 const kd_sgd_cfg *cfg, double lr);
 
-/* Global L2 norm of a gradient range (double accumulation, fixed order). */
-double kd_grad_norm(const float *g, size_t n_elems);
-/* torch.nn.utils.clip_grad_norm_: scale g by max_norm / (norm + 1e-6) when that is < 1.
- * Returns the norm before clipping. */
-double kd_grad_clip(float *g, size_t n_elems, double norm, double max_norm);
+/* Sum of squares of a gradient range (device), in double: the squared L2 norm. Several
+ * ranges make one global norm as sqrt of the sum of their kd_grad_sumsq. */
+double kd_grad_sumsq(const kd_backend *b, const float *g, size_t n_elems);
+/* torch.nn.utils.clip_grad_norm_'s coefficient: max_norm / (norm + 1e-6) when that is < 1,
+ * else 1 (no clipping). */
+double kd_grad_clip_coef(double norm, double max_norm);
+/* g *= coef (device) when coef < 1, as clip_grad_norm_ does for every range of the norm. */
+void kd_grad_clip(const kd_backend *b, float *g, size_t n_elems, double coef);
 
 typedef struct kd_lr_schedule {
     double base_lr;         /* lr after automatic scaling */

@@ -81,6 +81,7 @@ typedef struct kd_config {
     /* runtime */
     int device; /* kd_device */
     long long threads;
+    double dist_timeout; /* seconds (NCCL watchdog) */
     long long seed;
     bool deterministic;
     kd_cfg_str work_dir;
@@ -106,6 +107,9 @@ typedef struct kd_config {
     int on_bad_image; /* kd_bad_image_policy (worker/data/data_cfg.h): 0 skip, 1 replace */
     /* optimisation and schedule */
     double lr, momentum, weight_decay, clip_grad_max_norm;
+    int amp;           /* 0 OptimWrapper, 1 AmpOptimWrapper */
+    int amp_dtype;     /* 0 float16, 1 bfloat16 */
+    double loss_scale; /* 0 = dynamic (float16) or none; > 0 static */
     bool auto_scale_lr;
     long long base_batch_size;
     double warmup_start_factor;

@@ -185,7 +185,7 @@ int main(int argc, char **argv)
             kd_model_zero_grad(m);
             kd_model_backward(m);
             double td = now();
-            kd_sgd_step(m->params.data, m->params.grad, m->params.mom, m->params.train_elems, &sgd, 1e-3);
+            kd_sgd_step(m->be, m->params.data, m->params.grad, m->params.mom, m->params.train_elems, &sgd, 1e-3);
             double te = now();
             ph[0] += tb - ta;
             ph[1] += tc - tb;

@@ -158,6 +158,8 @@ kd_status kd_cpu_backend_open(int threads, const kd_backend **out, kd_err *err)
     b->scal = kd_cpu_scal;
     b->add = kd_cpu_add;
     b->sum = kd_cpu_sum;
+    b->dot = kd_cpu_dot;
+    b->sgd_step = kd_cpu_sgd_step;
     b->gemm = kd_cpu_gemm;
     b->conv_fwd = kd_cpu_conv_fwd;
     b->conv_bwd_data = kd_cpu_conv_bwd_data;

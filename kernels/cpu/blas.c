@@ -1,12 +1,17 @@
 /* blas.c — GEMM through OpenBLAS and the BLAS-1 style operations of the CPU backend
- * (axpy, scal, add, sum).
+ * (axpy, scal, add, sum, dot) and the optimiser's SGD step.
  *
  * Conventions (kernels/backend.h): row-major GEMM, C = alpha*op(A)*op(B) + beta*C with the
  * leading dimensions as stored. The element-wise loops run on the backend's OpenMP threads
  * above KD_CPU_PAR_MIN_ELEMS elements. sum() adds per-thread partial sums in a fixed order,
- * so it is deterministic for a given thread count.
+ * so it is deterministic for a given thread count; dot() does the same with per-element
+ * products in double. sgd_step runs kernels/kd_math.h's kd_sgd_elem per element (the CUDA
+ * kernel runs the same function); elements are independent, so the thread count does not
+ * change the result.
  */
 #include "kernels/cpu/cpu_internal.h"
+
+#include "kernels/kd_math.h"
 
 #include <omp.h>
 
@@ -81,4 +86,30 @@ void kd_cpu_sum(const kd_backend *b, size_t elems, const float *x, double *out_h
     double s = 0.0;
     for (int t = 0; t < nt; t++) s += part[t];
     *out_host = s;
+}
+
+void kd_cpu_dot(const kd_backend *b, size_t elems, const float *x, const float *y, double *out_host)
+{
+    double part[SUM_MAX_THREADS] = {0};
+    int nt = elems >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
+    if (nt > SUM_MAX_THREADS) nt = SUM_MAX_THREADS;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        size_t lo = elems * (size_t)t / (size_t)T, hi = elems * (size_t)(t + 1) / (size_t)T;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) s += (double)x[i] * (double)y[i];
+        part[t] = s;
+    }
+    double s = 0.0;
+    for (int t = 0; t < nt; t++) s += part[t];
+    *out_host = s;
+}
+
+void kd_cpu_sgd_step(const kd_backend *b, size_t elems, float lr, float momentum,
+                     float weight_decay, float *w, const float *g, float *v)
+{
+    int nt = elems >= KD_CPU_PAR_MIN_ELEMS ? b->threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < elems; i++) kd_sgd_elem(&w[i], g[i], &v[i], lr, momentum, weight_decay);
 }

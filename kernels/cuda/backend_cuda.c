@@ -359,6 +359,8 @@ kd_status kd_cuda_backend_open(int threads, const kd_backend **out, kd_err *err)
     b->scal = kd_cuda_scal;
     b->add = kd_cuda_add;
     b->sum = kd_cuda_sum;
+    b->dot = kd_cuda_dot;
+    b->sgd_step = kd_cuda_sgd_step;
     b->gemm = kd_cuda_gemm;
     b->conv_fwd = kd_cuda_conv_fwd;
     b->conv_bwd_data = kd_cuda_conv_bwd_data;

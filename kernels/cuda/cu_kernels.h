@@ -34,6 +34,9 @@ cudaError_t kd_cu_fill(cudaStream_t s, float *x, size_t n, float v);
 cudaError_t kd_cu_axpy(cudaStream_t s, size_t n, float alpha, const float *x, float *y);
 cudaError_t kd_cu_scal(cudaStream_t s, size_t n, float alpha, float *x);
 cudaError_t kd_cu_add(cudaStream_t s, size_t n, const float *a, const float *b, float *y);
+/* One SGD step, kernels/kd_math.h's kd_sgd_elem per element (kernels/cpu/blas.c). */
+cudaError_t kd_cu_sgd_step(cudaStream_t s, size_t n, float lr, float momentum,
+                           float weight_decay, float *w, const float *g, float *v);
 /* C (m x n, row stride ldc) = beta * C, or 0 when beta == 0 (GEMM with k == 0). */
 cudaError_t kd_cu_gemm_beta(cudaStream_t s, int m, int n, float beta, float *c, int ldc);
 /* *flag = 1 if any of x[0..n) is Inf or NaN (flag untouched otherwise; clear it first). */

@@ -67,6 +67,10 @@ void kd_cuda_axpy(const kd_backend *b, size_t elems, float alpha, const float *x
 void kd_cuda_scal(const kd_backend *b, size_t elems, float alpha, float *x);
 void kd_cuda_add(const kd_backend *b, size_t elems, const float *a, const float *bb, float *y);
 void kd_cuda_sum(const kd_backend *b, size_t elems, const float *x, double *out_host);
+void kd_cuda_dot(const kd_backend *b, size_t elems, const float *x, const float *y,
+                 double *out_host);
+void kd_cuda_sgd_step(const kd_backend *b, size_t elems, float lr, float momentum,
+                      float weight_decay, float *w, const float *g, float *v);
 
 /* ops_cuda.c: normalisation */
 void kd_cuda_group_norm_fwd(const kd_backend *b, kd_shape s, int groups, float eps, int relu,

@@ -1,5 +1,5 @@
 /* eltwise.cu — the CUDA backend's element-wise, row-wise and resampling kernels: fill,
- * BLAS-1 (axpy, scal, add), GEMM's k == 0 case, the non-finite check of loss scaling, conv
+ * BLAS-1 (axpy, scal, add), the optimiser's SGD step, GEMM's k == 0 case, the non-finite check of loss scaling, conv
  * bias add, ReLU, sigmoid, Scale, softmax / log-softmax over the last axis, max-pool and the FPN nearest upsample-add.
  *
  * Conventions (cu_kernels.h): launchers enqueue on the given stream and return
@@ -61,6 +61,13 @@ __global__ static void k_add(size_t n, const float *a, const float *b, float *y)
     GRID_STRIDE(i, n) y[i] = a[i] + b[i];
 }
 
+/* kd_sgd_elem is the CPU backend's element too (kernels/cpu/blas.c): same bits. */
+__global__ static void k_sgd(size_t n, float lr, float mom, float wd, float *w, const float *g,
+                             float *v)
+{
+    GRID_STRIDE(i, n) kd_sgd_elem(&w[i], g[i], &v[i], lr, mom, wd);
+}
+
 __global__ static void k_gemm_beta(int m, int n, float beta, float *c, int ldc)
 {
     GRID_STRIDE(i, (size_t)m * n)
@@ -108,6 +115,12 @@ extern "C" cudaError_t kd_cu_add(cudaStream_t s, size_t n, const float *a, const
                                  float *y)
 {
     LAUNCH(n, k_add, n, a, b, y);
+}
+
+extern "C" cudaError_t kd_cu_sgd_step(cudaStream_t s, size_t n, float lr, float momentum,
+                                      float weight_decay, float *w, const float *g, float *v)
+{
+    LAUNCH(n, k_sgd, n, lr, momentum, weight_decay, w, g, v);
 }
 
 extern "C" cudaError_t kd_cu_gemm_beta(cudaStream_t s, int m, int n, float beta, float *c,

@@ -67,20 +67,35 @@ void kd_cuda_add(const kd_backend *b, size_t elems, const float *a, const float 
     KD_CHECK_CUDA(kd_cu_add(STREAM(b), elems, a, bb, y));
 }
 
-void kd_cuda_sum(const kd_backend *b, size_t elems, const float *x, double *out_host)
+/* sum x[i] (y NULL) or x[i]*y[i] in double, to the host (synchronises the stream). */
+static double sum_to_host(const kd_backend *b, size_t elems, const float *x, const float *y)
 {
     kd_cuda_ctx *ctx = kd_cuda_ctx_of(b);
-    if (elems == 0) {
-        *out_host = 0.0;
-        return;
-    }
+    if (elems == 0) return 0.0;
     double *scratch = kd_cuda_scratch(ctx, KD_CUDA_SLOT_SUM, (KD_CU_SUM_BLOCKS + 1) * sizeof(double));
     double *out_d = scratch + KD_CU_SUM_BLOCKS;
-    KD_CHECK_CUDA(kd_cu_sum(ctx->stream, elems, x, NULL, scratch, out_d, NULL));
+    KD_CHECK_CUDA(kd_cu_sum(ctx->stream, elems, x, y, scratch, out_d, NULL));
     KD_CHECK_CUDA(cudaMemcpyAsync(ctx->host_double, out_d, sizeof(double), cudaMemcpyDeviceToHost,
                                   ctx->stream));
     KD_CHECK_CUDA(cudaStreamSynchronize(ctx->stream));
-    *out_host = *ctx->host_double;
+    return *ctx->host_double;
+}
+
+void kd_cuda_sum(const kd_backend *b, size_t elems, const float *x, double *out_host)
+{
+    *out_host = sum_to_host(b, elems, x, NULL);
+}
+
+void kd_cuda_dot(const kd_backend *b, size_t elems, const float *x, const float *y,
+                 double *out_host)
+{
+    *out_host = sum_to_host(b, elems, x, y);
+}
+
+void kd_cuda_sgd_step(const kd_backend *b, size_t elems, float lr, float momentum,
+                      float weight_decay, float *w, const float *g, float *v)
+{
+    KD_CHECK_CUDA(kd_cu_sgd_step(STREAM(b), elems, lr, momentum, weight_decay, w, g, v));
 }
 
 int kd_cuda_all_finite(const kd_backend *b, const float *x, size_t elems)

@@ -52,5 +52,18 @@ case "$case" in
     "$worker" "$tmp/dump.yaml" --print-config > "$tmp/dump2.yaml" || { echo "FAIL: dump does not load"; exit 1; }
     cmp "$tmp/dump.yaml" "$tmp/dump2.yaml" || { echo "FAIL: dump differs after reload"; exit 1; }
     echo ok ;;
+  cuda_no_gpu)
+    # device: cuda where no GPU is visible (CUDA_VISIBLE_DEVICES= hides every GPU, so this
+    # holds on GPU machines too): one error line naming the cause, exit 1, no training.
+    # KD_CUDA_BUILT (from meson) says which of the two messages this build gives.
+    if [ "${KD_CUDA_BUILT:-0}" = 1 ]; then want="device: cuda: no GPU is visible to this process ("
+    else want='device: "cuda": this binary was built without CUDA'; fi
+    out=$(CUDA_VISIBLE_DEVICES= "$worker" "$fix/base_ok.yaml" --set device=cuda --set work_dir="$tmp/w" 2>&1); rc=$?
+    [ "$rc" -eq 1 ] || { echo "FAIL: exit code $rc, expected 1; output: $out"; exit 1; }
+    grep -qF -- "$want" <<<"$out" || { echo "FAIL: output lacks '$want': $out"; exit 1; }
+    [ "$(grep -c ERROR <<<"$out")" -eq 1 ] || { echo "FAIL: not exactly one error line: $out"; exit 1; }
+    ! grep -q "Epoch(train)\|rank 0 of" <<<"$out" || { echo "FAIL: it went on: $out"; exit 1; }
+    [ ! -e "$tmp/w/logs" ] || { echo "FAIL: a run directory was created"; exit 1; }
+    echo "ok: $(grep ERROR <<<"$out")" ;;
   *) echo "unknown case $case"; exit 2 ;;
 esac

@@ -85,7 +85,7 @@ void kd_crosskd_backward(kd_distiller *d, kd_model *st)
             size_t e = kd_shape_elems(hs);
             size_t pe = (size_t)hs.n * (t == KD_TOWER_CLS ? d->K : 4 * d->R1) * hw;
             float *dpred = kd_dbuf_get(be, &d->dev_grad, pe);
-            be->copy_from_host(be, dpred, (t == KD_TOWER_CLS ? d->dc[l] : d->dr[l]).p, pe * sizeof(float));
+            kd_distill_grad_to_dev(d, dpred, (t == KD_TOWER_CLS ? d->dc[l] : d->dr[l]).p, pe);
             size_t se = (size_t)hs.n * te->head.F * hs.h * hs.w;
             if (se < e) se = e;
             float *s0 = kd_dbuf_get(be, &d->s0, se), *s1 = kd_dbuf_get(be, &d->s1, se);

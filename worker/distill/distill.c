@@ -60,6 +60,14 @@ float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t 
     return h;
 }
 
+void kd_distill_grad_to_dev(kd_distiller *d, float *dev, const float *host, size_t elems)
+{
+    d->be->copy_from_host(d->be, dev, host, elems * sizeof(float));
+    if (d->grad_scale != 1.0f) d->be->scal(d->be, elems, d->grad_scale, dev);
+}
+
+void kd_distiller_set_grad_scale(kd_distiller *d, float scale) { d->grad_scale = scale; }
+
 int kd_distill_student_hold_idx(const kd_model_cfg *cfg)
 {
     if (cfg->kd_cfg.method == KD_KD_CROSSKD) return (int)cfg->kd_cfg.reused_teacher_head_idx;
@@ -155,6 +163,7 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     const char *ckpt = teacher_ckpt ? teacher_ckpt : cfg->teacher_ckpt;
     if (!ckpt[0]) return kd_errf(err, KD_EINVAL, "teacher_ckpt: distillation needs the teacher's weights");
     kd_distiller *d = kd_xcalloc(1, sizeof *d);
+    d->grad_scale = 1.0f;
     d->be = be;
     d->method = m->kd_cfg.method;
     d->idx = (int)m->kd_cfg.reused_teacher_head_idx;
@@ -353,8 +362,10 @@ static void backward_with_feat(kd_distiller *d, kd_model *m)
         if (l < d->feat_levels)
             be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, d->feat_grad[l].p, m->fpn.d_out[l]);
     }
+    kd_model_grads_done(m, m->grad_lo_head);
     kd_fpn_bwd(be, &m->fpn, &m->params, m->bb.out);
-    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g);
+    kd_model_grads_done(m, m->grad_lo_neck);
+    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g, m);
 }
 
 void kd_distiller_backward(kd_distiller *d, kd_model *student)

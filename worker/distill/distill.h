@@ -77,6 +77,10 @@ void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_ima
 void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
                           kd_distill_terms *out);
 
+/* Loss scaling (fp16 mixed precision, worker/train): the KD gradients of the following
+ * computes are multiplied by scale (the loss values are not). 1 by default. */
+void kd_distiller_set_grad_scale(kd_distiller *d, float scale);
+
 /* The adapter's parameter table, or NULL when the method has nothing trainable. */
 kd_params *kd_distiller_trainable(kd_distiller *d);
 

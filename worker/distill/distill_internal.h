@@ -66,10 +66,15 @@ struct kd_distiller {
     int feat_levels;
     kd_dbuf feat_grad[KD_MAX_LEVELS], feat_stats[KD_MAX_LEVELS];
     kd_hbuf feat_h[2];
+    float grad_scale; /* loss scaling: every KD gradient is multiplied by it (1 = none) */
 };
 
 /* distill.c: copy a level's (N, C, H, W) device tensor to a host buffer. */
 float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t elems);
+
+/* distill.c: upload a host gradient to the device, times the loss scale (every KD gradient
+ * reaches the device through here, so loss scaling covers all methods). */
+void kd_distill_grad_to_dev(kd_distiller *d, float *dev, const float *host, size_t elems);
 
 /* distill.c: zero the host gradients d->dc / d->dr of a batch of n images. */
 void kd_distill_zero_grads(kd_distiller *d, int n);

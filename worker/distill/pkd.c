@@ -49,7 +49,7 @@ void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss)
             hs[k] = (float)(scale * diff);
         }
         *loss += 0.5 * scale * sum;
-        be->copy_from_host(be, nt, hs, e * sizeof(float));
+        kd_distill_grad_to_dev(d, nt, hs, e);
         float *dfeat = kd_dbuf_get(be, &d->feat_grad[l], e);
         be->align_scale_bwd(be, s, st->fpn.out[l], ms, ss, one, nt, dfeat, 0);
     }

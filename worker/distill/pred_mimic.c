@@ -27,7 +27,7 @@ void kd_pred_mimic_backward(kd_distiller *d, kd_model *st)
         for (int t = 0; t < 2; t++) {
             size_t pe = (size_t)st->n * (t == KD_TOWER_CLS ? d->K : 4 * d->R1) * hw;
             float *g = kd_dbuf_get(be, &d->dev_grad, pe);
-            be->copy_from_host(be, g, (t == KD_TOWER_CLS ? d->dc[l] : d->dr[l]).p, pe * sizeof(float));
+            kd_distill_grad_to_dev(d, g, (t == KD_TOWER_CLS ? d->dc[l] : d->dr[l]).p, pe);
             be->axpy(be, pe, 1.0f, g, t == KD_TOWER_CLS ? st->d_cls[l] : st->d_reg[l]);
         }
     }

@@ -120,7 +120,7 @@ static double feature_imitation(kd_distiller *d, const kd_model *st)
                 total += scale * pd * fd / s.c;
             }
         float *dfeat = kd_dbuf_get(be, &d->feat_grad[l], e);
-        be->copy_from_host(be, dfeat, fs, e * sizeof(float));
+        kd_distill_grad_to_dev(d, dfeat, fs, e);
     }
     d->feat_levels = d->L;
     return total;

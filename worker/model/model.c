@@ -67,6 +67,23 @@ static void layout(kd_model *m, int n, int h, int w, kd_plan *plan)
     }
 }
 
+/* The gradient offsets from which only head (grad_lo_head), or only neck and head
+ * (grad_lo_neck), parameters follow: the end of the last trainable parameter of an earlier
+ * module. The layout puts trainable entries in registration order (backbone, neck, head),
+ * so these are where the neck's and the head's gradients begin. */
+static void grad_suffixes(kd_model *m)
+{
+    const kd_params *P = &m->params;
+    m->grad_lo_head = m->grad_lo_neck = 0;
+    for (int i = 0; i < P->n; i++) {
+        const kd_param *p = &P->p[i];
+        if (!p->trainable) continue;
+        size_t end = p->offset + p->elems;
+        if (strncmp(p->name, "bbox_head.", 10) != 0 && end > m->grad_lo_head) m->grad_lo_head = end;
+        if (strncmp(p->name, "backbone.", 9) == 0 && end > m->grad_lo_neck) m->grad_lo_neck = end;
+    }
+}
+
 kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
                           const kd_model_opts *opts, kd_model **out, kd_err *err)
 {
@@ -92,6 +109,7 @@ kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
         return st;
     }
     kd_params_finish(&m->params, be, !opts->inference);
+    grad_suffixes(m);
     kd_plan plan = {0};
     plan.inference = opts->inference;
     layout(m, opts->max_n, opts->max_h, opts->max_w, &plan);
@@ -176,6 +194,8 @@ void kd_model_backward(kd_model *m)
                 be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, m->d_held[l][t], m->fpn.d_out[l]);
         }
     }
+    kd_model_grads_done(m, m->grad_lo_head);
     kd_fpn_bwd(be, &m->fpn, &m->params, m->bb.out);
-    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g);
+    kd_model_grads_done(m, m->grad_lo_neck);
+    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g, m);
 }

@@ -221,7 +221,21 @@ typedef struct kd_model {
     float *held[KD_MAX_LEVELS][2];   /* held features (hold_idx >= 0) */
     float *d_held[KD_MAX_LEVELS][2]; /* their extra gradient (training, hold_idx >= 0) */
     int use_d_held;                  /* add d_held during backward (set by the caller) */
+    /* Set by the caller to overlap the gradient all-reduce with backward: called as the
+     * backward finishes parameter gradients, with every gradient from element lo to the end
+     * final (after the head, lo = grad_lo_head; after the neck, grad_lo_neck; then after
+     * each trainable backbone block, its lowest offset), so the caller can start those
+     * buckets (worker/grad_sync.h). NULL: not called. */
+    void (*grads_done)(void *ctx, size_t lo);
+    void *grads_done_ctx;
+    size_t grad_lo_head, grad_lo_neck;
 } kd_model;
+
+/* Tells m->grads_done (when set) that the gradients [lo, train_elems) are final. */
+static inline void kd_model_grads_done(const kd_model *m, size_t lo)
+{
+    if (m->grads_done) m->grads_done(m->grads_done_ctx, lo);
+}
 
 kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
                           const kd_model_opts *opts, kd_model **out, kd_err *err);

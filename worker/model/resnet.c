@@ -242,8 +242,24 @@ void kd_resnet_fwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const
     }
 }
 
+/* The lowest gradient offset of block b's trainable parameters (the trainable entries are
+ * laid out in registration order, so every gradient above it belongs to later blocks, the
+ * neck or the head), or (size_t)-1 when the block has none. */
+static size_t block_grad_lo(const kd_resblock *b, const kd_params *P)
+{
+    size_t lo = (size_t)-1;
+    const kd_convbn *cs[4] = {&b->c[0], &b->c[1], &b->c[2], b->has_ds ? &b->ds : NULL};
+    for (int k = 0; k < 4; k++) {
+        if (!cs[k] || (k < 3 && k >= b->nconv)) continue;
+        const int idx[3] = {cs[k]->w, cs[k]->g, cs[k]->b};
+        for (int j = 0; j < 3; j++)
+            if (idx[j] >= 0 && P->p[idx[j]].trainable && P->p[idx[j]].offset < lo) lo = P->p[idx[j]].offset;
+    }
+    return lo;
+}
+
 void kd_resnet_bwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const float *img,
-                   float *const d_out[4], float *g[4])
+                   float *const d_out[4], float *g[4], const kd_model *notify)
 {
     /* Lowest block that has trainable parameters: nothing below it needs a gradient. */
     int lowest = lowest_trainable(r);
@@ -281,6 +297,8 @@ void kd_resnet_bwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const
         A = B;
         B = t;
         if (!need_dx) have = 0;
+        size_t lo = notify && pg ? block_grad_lo(b, P) : (size_t)-1;
+        if (lo != (size_t)-1) kd_model_grads_done(notify, lo);
     }
     if (!stem_trainable || !have || lowest > 0) return;
     /* A: gradient of the max-pool output. */

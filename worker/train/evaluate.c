@@ -6,7 +6,8 @@
  * (category id from the index, [x, y, w, h] with w and h computed in double from the float
  * corners, score widened to double), then kd_eval_dist_run gathers them on rank 0,
  * evaluates them against the ground truth, writes <work_dir>/results/iter_<N>.bbox.json and
- * broadcasts the 12 numbers.
+ * broadcasts the 12 numbers. Images go through the trainer's device batch buffer (planned
+ * for the largest training or validation batch), so evaluation allocates no device memory.
  */
 #include "worker/train/train_internal.h"
 
@@ -22,7 +23,7 @@ static size_t infer_batch(kd_trainer *t, const kd_batch *b, kd_coco_det **dets, 
 {
     if (b->n == 0) return 0;
     size_t bytes = (size_t)b->n * 3 * b->H * b->W * sizeof(float);
-    float *img = t->be->alloc(t->be, bytes);
+    float *img = t->img_dev; /* the training batch's device buffer, planned for both */
     t->be->copy_from_host(t->be, img, b->img, bytes);
     kd_status st = kd_model_forward(t->student, img, b->n, b->H, b->W, err);
     size_t added = 0;
@@ -45,7 +46,6 @@ static size_t infer_batch(kd_trainer *t, const kd_batch *b, kd_coco_det **dets, 
             added++;
         }
     }
-    t->be->free(t->be, img);
     return st ? (size_t)-1 : added;
 }
 

@@ -1,7 +1,8 @@
 /* setup.c — what a rank builds before the first step: the data indices (rank 0 parses or
  * reads the cache, every rank receives the same packed bytes), the loaders, the student
  * (rank 0 initialises or loads it, every rank receives the same parameters), the loss, the
- * gradient all-reduce and the optimiser's schedule; with a distillation method, the
+ * gradient transport (MPI or NCCL, worker/grad_sync.h) with its buckets fed by the
+ * student's backward as it goes, and the optimiser's schedule; with a distillation method, the
  * distiller (its frozen teacher is loaded by every rank from teacher_ckpt: it is never
  * broadcast, trained or checkpointed). The largest padded batch is computed
  * from the indices, so the activation arena is planned exactly once for it.
@@ -165,6 +166,29 @@ static void setup_schedule(kd_trainer *t)
             c->weight_decay);
 }
 
+/* The student's backward finished the gradients [lo, end): start their buckets. */
+static void grads_done(void *ctx, size_t lo) { kd_grad_sync_ready(ctx, lo); }
+
+/* optim_wrapper.type/dtype/loss_scale: the backend's matrix math and the loss scaler. */
+static kd_status setup_precision(kd_trainer *t, kd_err *err)
+{
+    const kd_config *c = t->cfg;
+    if (c->amp && kd_rank_backend_set_amp(t->be, c->amp_dtype == 1, err)) return err->code;
+    if (c->loss_scale > 0) { /* static: never backs off or grows */
+        t->scaling = 1;
+        t->scaler = kd_loss_scaler_off();
+        t->scaler.scale = (float)c->loss_scale;
+    } else if (c->amp && c->amp_dtype == 0) {
+        t->scaling = 1;
+        t->scaler = kd_loss_scaler_default();
+    }
+    if (c->amp || t->scaling)
+        KD_INFO("precision: %s matrix math, float32 weights and accumulation; loss scale %s %g",
+                c->amp ? (c->amp_dtype ? "bfloat16" : "float16") : "float32",
+                !t->scaling ? "off" : c->loss_scale > 0 ? "static" : "dynamic from", (double)t->scaler.scale);
+    return KD_OK;
+}
+
 kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
 {
     const kd_config *c = t->cfg;
@@ -190,17 +214,23 @@ kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
     if (c->model.kd_cfg.method != KD_KD_NONE &&
         kd_distiller_create(t->be, c, t->a->config_path, NULL, t->student, &t->distill, err))
         return err->code;
+    kd_status st_comm = kd_grad_comm_open(t->d, t->be, c->dist_timeout, &t->comm, err);
+    if (st_comm) return st_comm;
     if (t->distill && (t->adapter = kd_distiller_trainable(t->distill))) {
-        kd_grad_sync_init(&t->adapter_sync, t->d, t->adapter->grad, t->adapter->train_elems, (size_t)4 << 20);
+        kd_grad_sync_init(&t->adapter_sync, t->comm, t->adapter->grad, t->adapter->train_elems, (size_t)4 << 20);
         t->host_adapter = kd_xmalloc(2 * t->adapter->train_elems * sizeof(float));
         KD_INFO("distillation: a trainable 1x1 adapter of %zu parameters (optimised and checkpointed with the student)",
                 t->adapter->train_elems);
     }
     t->loss = kd_gfl_loss_create(t->student);
     t->gts = kd_xcalloc((size_t)o.max_n, sizeof *t->gts);
-    kd_grad_sync_init(&t->sync, t->d, P->grad, P->train_elems, (size_t)4 << 20);
+    kd_grad_sync_init(&t->sync, t->comm, P->grad, P->train_elems, (size_t)4 << 20);
+    t->student->grads_done = grads_done;
+    t->student->grads_done_ctx = &t->sync;
+    KD_INFO("gradients: averaged over %d rank(s) in %d bucket(s) of 4 MiB, transport %s", t->d->size,
+            t->sync.n_buckets, kd_grad_comm_name(t->comm));
     setup_schedule(t);
-    return KD_OK;
+    return setup_precision(t, err);
 }
 
 void kd_train_teardown(kd_trainer *t)
@@ -210,6 +240,7 @@ void kd_train_teardown(kd_trainer *t)
     kd_distiller_destroy(t->distill);
     kd_grad_sync_free(&t->sync);
     kd_grad_sync_free(&t->adapter_sync);
+    kd_grad_comm_close(t->comm);
     free(t->host_adapter);
     if (t->student) kd_model_destroy(t->student);
     kd_coco_index_free(&t->train_idx);

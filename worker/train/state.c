@@ -11,7 +11,9 @@
  * outcome is broadcast so every rank agrees. A failed write is reported and training goes
  * on. Resume: rank 0 finds and verifies the checkpoint, every rank receives its contents.
  * With a trainable distillation adapter (worker/distill), its parameters and momentum are
- * one more section, "adapter" (parameters then momentum).
+ * one more section, "adapter" (parameters then momentum). With loss scaling, the scaler's
+ * state is the section "loss_scaler" (scale and the count of finite steps), so a dynamic
+ * scale resumes where it was; a checkpoint without it starts the scaler afresh.
  */
 #include "worker/train/train_internal.h"
 
@@ -45,6 +47,7 @@ kd_status kd_train_save_checkpoint(kd_trainer *t, char *path_out, size_t cap, kd
             {"student.momentum", t->host_mom, P->train_elems * sizeof(float), KD_CKPT_F32_PLANES},
             {"progress", &pr, sizeof pr, KD_CKPT_RAW},
             {"adapter", t->host_adapter, 0, KD_CKPT_F32_PLANES},
+            {"loss_scaler", &t->scaler, sizeof t->scaler, KD_CKPT_RAW},
         };
         int n_secs = 3;
         if (t->adapter) {
@@ -54,6 +57,7 @@ kd_status kd_train_save_checkpoint(kd_trainer *t, char *path_out, size_t cap, kd
             secs[3].bytes = 2 * n * sizeof(float);
             n_secs = 4;
         }
+        if (t->scaling) secs[n_secs++] = secs[4];
         kd_ckpt_meta meta = {kd_config_hash(kd_options_table(), t->cfg), (uint64_t)t->iter,
                              (uint64_t)t->epoch, (uint32_t)t->d->size};
         kd_ckpt_write_opts o = {.threads = t->be->threads > 1 ? t->be->threads : 0, .level = 3};
@@ -97,6 +101,10 @@ static kd_status read_on_rank0(kd_trainer *t, kd_progress *pr, char *path, size_
     if (!st) st = kd_ckpt_read(&r, "progress", pr, sizeof *pr, err);
     if (!st && t->adapter)
         st = kd_ckpt_read(&r, "adapter", t->host_adapter, 2 * t->adapter->train_elems * sizeof(float), err);
+    if (!st && t->scaling) {
+        if (kd_ckpt_find(&r, "loss_scaler")) st = kd_ckpt_read(&r, "loss_scaler", &t->scaler, sizeof t->scaler, err);
+        else KD_WARN("resume: %s has no loss scaler state: it starts at %g", path, (double)t->scaler.scale);
+    }
     kd_ckpt_close(&r);
     if (st) kd_err_prefix(err, "resume: ");
     return st;
@@ -121,6 +129,7 @@ kd_status kd_train_resume(kd_trainer *t, kd_err *err)
         return kd_errf(err, (kd_status)st, "%s", msg);
     }
     kd_dist_bcast(t->d, &pr, sizeof pr, 0);
+    kd_dist_bcast(t->d, &t->scaler, sizeof t->scaler, 0);
     kd_params *P = &t->student->params;
     if (t->d->rank == 0) {
         t->be->copy_from_host(t->be, P->data, t->host_params, P->total_elems * sizeof(float));

@@ -11,6 +11,8 @@
 #include "proto/tfevents.h"
 #include "worker/data/loader.h"
 #include "worker/distill/distill.h"
+#include "kernels/cuda/loss_scale.h"
+#include "worker/grad_sync.h"
 #include "worker/meter.h"
 #include "worker/model/model.h"
 #include "worker/optim.h"
@@ -38,9 +40,12 @@ typedef struct kd_trainer {
     kd_params *adapter;           /* the distiller's trainable parameters, or NULL */
     kd_grad_sync adapter_sync;
     kd_image_gt *gts;             /* [batch_size] */
+    kd_grad_comm *comm;           /* gradient transport: MPI (cpu) or NCCL (cuda) */
     kd_grad_sync sync;
     kd_sgd_cfg sgd;
     kd_lr_schedule sched;
+    int scaling;                  /* loss scaling on (float16 mixed precision, or static) */
+    kd_loss_scaler scaler;        /* its state (checkpointed as section "loss_scaler") */
     float *img_dev;               /* device copy of the batch images */
     float *host_params;           /* staging for broadcasts and checkpoints */
     float *host_mom;

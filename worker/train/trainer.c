@@ -9,8 +9,11 @@
  *   reduce    the normalisers' statistics summed over ranks (P, W of crosskd.md §5.4)
  *   backward  loss phase 2 (values and output gradients), the distiller's KD losses and
  *             their gradients (worker/distill/distill.h), model backward
- *   sync      gradients averaged over ranks (bucketed all-reduce)
- *   update    SGD with the scheduled learning rate
+ *   sync      gradients averaged over ranks (worker/grad_sync.h: bucketed MPI or NCCL
+ *             all-reduce, the buckets started by the backward as it finishes them)
+ *   update    with loss scaling, the check for Inf/NaN (the step is skipped) and the
+ *             unscale; gradient clipping when configured; SGD with the scheduled learning
+ *             rate; all on the backend's device buffers
  *   report    meter, log line every N iterations (text, JSON lines, TensorBoard), status
  * A rank whose batch is empty (every image of it was bad and skipped) still takes part in
  * every collective with zero statistics and zero gradients, so ranks never diverge.
@@ -146,6 +149,44 @@ static int shown_terms(const kd_trainer *t, const double *all, double *vals, con
     return n;
 }
 
+/* optim_wrapper.clip_grad: clip_grad_norm_ over every parameter of the optimiser (the
+ * student's and the adapter's, one global norm), after the average over ranks, so every
+ * rank scales by the same coefficient. */
+static void clip_gradients(kd_trainer *t)
+{
+    double max_norm = t->cfg->clip_grad_max_norm;
+    if (max_norm <= 0) return;
+    kd_params *P = &t->student->params, *A = t->adapter;
+    double sq = kd_grad_sumsq(t->be, P->grad, P->train_elems);
+    if (A) sq += kd_grad_sumsq(t->be, A->grad, A->train_elems);
+    double coef = kd_grad_clip_coef(sqrt(sq), max_norm);
+    kd_grad_clip(t->be, P->grad, P->train_elems, coef);
+    if (A) kd_grad_clip(t->be, A->grad, A->train_elems, coef);
+}
+
+/* Loss scaling: the averaged gradients are checked with one sum of squares (an Inf or NaN
+ * anywhere makes it non-finite), the scaler is updated (GradScaler's rule), and the
+ * gradients are divided by the scale they were made with. Every rank holds the same averaged
+ * gradients, so every rank decides alike. Returns 0 when the step must be skipped. */
+static int unscale_gradients(kd_trainer *t)
+{
+    if (!t->scaling) return 1;
+    kd_params *P = &t->student->params, *A = t->adapter;
+    double sq = kd_grad_sumsq(t->be, P->grad, P->train_elems);
+    if (A) sq += kd_grad_sumsq(t->be, A->grad, A->train_elems);
+    const float scale = t->scaler.scale;
+    const int found_inf = !isfinite(sq);
+    kd_loss_scaler_update(&t->scaler, found_inf);
+    if (found_inf) {
+        KD_WARN("iteration %lld: gradients not finite at loss scale %g: step skipped, scale now %g", t->iter + 1,
+                (double)scale, (double)t->scaler.scale);
+        return 0;
+    }
+    t->be->scal(t->be, P->train_elems, 1.0f / scale, P->grad);
+    if (A) t->be->scal(t->be, A->train_elems, 1.0f / scale, A->grad);
+    return 1;
+}
+
 static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double out[N_TERMS_MAX], kd_err *err)
 {
     kd_model *m = t->student;
@@ -174,23 +215,26 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     memset(&L, 0, sizeof L);
     kd_distill_terms kd = {0};
     if (b->n > 0) {
-        kd_gfl_loss_compute(t->loss, m, Pn, W, 1.0, &L);
+        const float grad_scale = t->scaling ? t->scaler.scale : 1.0f;
+        kd_gfl_loss_compute(t->loss, m, Pn, W, grad_scale, &L);
         if (t->distill) {
+            kd_distiller_set_grad_scale(t->distill, grad_scale);
             kd_distiller_compute(t->distill, m, t->loss, Pn, &kd);
             kd_distiller_backward(t->distill, m);
         } else {
             kd_model_backward(m);
         }
     }
-    kd_grad_sync_ready(&t->sync, 0);
-    kd_grad_sync_finish(&t->sync);
-    kd_sgd_step(P->data, P->grad, P->mom, P->train_elems, &t->sgd, lr);
-    if (t->adapter) { /* the distiller's trainable adapter: same reduction and SGD */
-        kd_params *A = t->adapter;
+    kd_grad_sync_finish(&t->sync); /* the backward started the buckets it finished */
+    kd_params *A = t->adapter;     /* the distiller's trainable adapter: same reduction and SGD */
+    if (A) {
         if (b->n == 0) t->be->zero(t->be, A->grad, A->train_elems * sizeof(float));
-        kd_grad_sync_ready(&t->adapter_sync, 0);
         kd_grad_sync_finish(&t->adapter_sync);
-        kd_sgd_step(A->data, A->grad, A->mom, A->train_elems, &t->sgd, lr);
+    }
+    if (unscale_gradients(t)) {
+        clip_gradients(t);
+        kd_sgd_step(t->be, P->data, P->grad, P->mom, P->train_elems, &t->sgd, lr);
+        if (A) kd_sgd_step(t->be, A->data, A->grad, A->mom, A->train_elems, &t->sgd, lr);
     }
     /* Logged values are the mean over ranks, as MMDetection logs them; the conflict ratio is
      * the ratio of the sums over ranks. */
@@ -365,6 +409,22 @@ static int default_threads(const kd_trainer_args *a)
     return per_rank > 0 ? per_rank : 1;
 }
 
+/* The rank's backend (device: cpu, or cuda on the GPU of its node-local rank). Every rank
+ * learns whether all of them could open theirs, so a job fails together, at once, with the
+ * failing rank's message, instead of leaving the others waiting in a collective. */
+static kd_status open_device(kd_trainer *t, kd_err *err)
+{
+    const char *device = t->cfg->device == KD_DEVICE_CUDA ? "cuda" : "cpu";
+    kd_status st = kd_rank_backend_open(device, t->d->local_rank, t->d->local_size, default_threads(t->a),
+                                        &t->be, err);
+    int bad = st != KD_OK;
+    KD_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, t->d->comm));
+    if (st || !bad) return st;
+    t->be->close(t->be);
+    t->be = NULL;
+    return kd_errf(err, KD_EUNSUPPORTED, "device: %s: another rank could not open it (see its message)", device);
+}
+
 int kd_trainer_run(const kd_trainer_args *a)
 {
     kd_trainer *t = kd_xcalloc(1, sizeof *t);
@@ -380,14 +440,8 @@ int kd_trainer_run(const kd_trainer_args *a)
     kd_err err = {0};
     int rc = 1;
     kd_signals_install();
-    const char *device = a->cfg->device == KD_DEVICE_CUDA ? "cuda" : "cpu";
-    kd_status st = open_run_dir(t, &err);
-    /* The CUDA backend exists (kernels/cuda) but the step's gradient all-reduce and SGD
-     * still run on host memory: refuse rather than crash on a GPU. */
-    if (!st && a->cfg->device == KD_DEVICE_CUDA)
-        st = kd_errf(&err, KD_EUNSUPPORTED, "device: cuda: training on GPUs needs the NCCL gradient path and a "
-                                            "device-side SGD, which the trainer does not have yet; use device: cpu");
-    if (!st) st = kd_backend_open(device, default_threads(a), &t->be, &err);
+    kd_status st = open_device(t, &err);
+    if (!st) st = open_run_dir(t, &err);
     if (!st) KD_INFO("rank %d of %d on %s, device %s with %d threads; config %s", t->d->rank, t->d->size,
                      t->d->host, t->be->name, t->be->threads, a->config_path);
     if (!st) st = kd_train_setup_data(t, &err);

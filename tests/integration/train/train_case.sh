@@ -8,6 +8,16 @@
 #   signal_requeue SIGUSR1 mid-epoch: checkpoint, exit 85; resume: bit-identical at the end
 #   control        crosskdctl status, checkpoint, pause/resume and stop on a real 2-rank job
 #   rank_death     one rank killed: the whole job ends with an error, no hang
+#   guarded        one rank under CROSSKD_GUARD_DEVICE_MEMORY (the CPU backend's buffers
+#                  unreadable by the host outside backend calls, as on a GPU): training,
+#                  evaluation, checkpoints, final weights, then CrossKD with the adapter and
+#                  gradient clipping, resumed; the same bits as without the guard
+#   loss_scale     a static loss scale of 2^16 (the fp16 path's scaling and unscaling, in
+#                  fp32 here) gives the same bits as no scaling (and when resumed, with the
+#                  scaler's checkpoint section): 2 ranks without KD, then
+#                  prediction mimicking, PKD, RM+PFI and CrossKD with the adapter (every
+#                  place a KD gradient reaches the device is scaled); AmpOptimWrapper on the
+#                  CPU is refused with a message
 #   crosskd        a micro teacher trained for one epoch, then a 2-rank CrossKD student
 #                  (idx 0 and 1 on the one-block head): KD terms and the conflict ratio
 #                  logged, the teacher file untouched, a missing teacher named; a narrower
@@ -118,6 +128,46 @@ rank_death)
   [ "$rc" -ne 0 ] || fail "job reported success"
   [ "$rc" -ne 124 ] || fail "job hung"
   echo "ok: ended with status $rc in ${elapsed}s" ;;
+guarded)
+  run 1 "$tmp/plain" --set train_cfg.max_epochs=2 > "$tmp/log.p" 2>&1 || { cat "$tmp/log.p"; fail "unguarded run"; }
+  CROSSKD_GUARD_DEVICE_MEMORY=1 run 1 "$tmp/g" --set train_cfg.max_epochs=2 \
+    > "$tmp/log.g" 2>&1 || { cat "$tmp/log.g"; fail "guarded run (a host access to device memory faults)"; }
+  grep -q "buffers are guarded" "$tmp/log.g" || { cat "$tmp/log.g"; fail "the guard is not on"; }
+  grep -q "Epoch(val)" "$tmp/log.g" || { cat "$tmp/log.g"; fail "no evaluation in the guarded run"; }
+  "$tool" compare "$tmp/plain/checkpoints/iter_16.ckpt" "$tmp/g/checkpoints/iter_16.ckpt" 0 || fail "guard changed the result"
+  kd="--set model.kd_cfg.method=crosskd --set teacher_config=$(basename "$config") --set teacher_ckpt=$tmp/g/final.safetensors"
+  kd="$kd --set model.kd_cfg.adapter=true --set model.bbox_head.feat_channels=8 --set model.kd_cfg.reused_teacher_head_idx=1"
+  kd="$kd --set optim_wrapper.clip_grad.max_norm=0.5"
+  CROSSKD_GUARD_DEVICE_MEMORY=1 run 1 "$tmp/kd" $kd --set train_cfg.max_epochs=1 > "$tmp/log.kd" 2>&1 ||
+    { cat "$tmp/log.kd"; fail "guarded CrossKD run"; }
+  CROSSKD_GUARD_DEVICE_MEMORY=1 run 1 "$tmp/kd" $kd --set train_cfg.max_epochs=2 --set resume=auto > "$tmp/log.kd2" 2>&1 ||
+    { cat "$tmp/log.kd2"; fail "guarded CrossKD resume"; }
+  grep -q "resumed from" "$tmp/log.kd2" || { cat "$tmp/log.kd2"; fail "did not resume"; }
+  grep -q "trainable 1x1 adapter" "$tmp/log.kd2" || fail "no adapter"
+  echo ok ;;
+loss_scale)
+  ls="--set optim_wrapper.loss_scale=65536"
+  run 2 "$tmp/p" > "$tmp/log.p" 2>&1 || { cat "$tmp/log.p"; fail "unscaled run"; }
+  run 2 "$tmp/s" $ls > "$tmp/log.s" 2>&1 || { cat "$tmp/log.s"; fail "scaled run"; }
+  grep -q "loss scale static 65536" "$tmp/log.s" || { cat "$tmp/log.s"; fail "no precision line"; }
+  "$tool" compare "$tmp/p/checkpoints/iter_12.ckpt" "$tmp/s/checkpoints/iter_12.ckpt" 0 || fail "scaling changed the result"
+  run 2 "$tmp/r" $ls --set train_cfg.max_epochs=1 > "$tmp/log.r" 2>&1 || { cat "$tmp/log.r"; fail "scaled run, 1 epoch"; }
+  run 2 "$tmp/r" $ls --set resume=auto > "$tmp/log.r2" 2>&1 || { cat "$tmp/log.r2"; fail "scaled resume"; }
+  grep -q "resumed from" "$tmp/log.r2" || { cat "$tmp/log.r2"; fail "did not resume"; }
+  "$tool" compare "$tmp/s/checkpoints/iter_12.ckpt" "$tmp/r/checkpoints/iter_12.ckpt" 0 || fail "scaled resume differs"
+  kd="--set teacher_config=$(basename "$config") --set teacher_ckpt=$tmp/p/final.safetensors --set train_cfg.max_epochs=1"
+  kd="$kd --set model.kd_cfg.reused_teacher_head_idx=1"
+  for m in "pred_mimic" "pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2" "rm_pfi" \
+           "crosskd --set model.kd_cfg.adapter=true --set model.bbox_head.feat_channels=8"; do
+    name=${m%% *}
+    run 1 "$tmp/$name.p" $kd --set model.kd_cfg.method=$m > "$tmp/log.$name" 2>&1 || { cat "$tmp/log.$name"; fail "$name"; }
+    run 1 "$tmp/$name.s" $kd --set model.kd_cfg.method=$m $ls > "$tmp/log.$name.s" 2>&1 || { cat "$tmp/log.$name.s"; fail "$name scaled"; }
+    "$tool" compare "$tmp/$name.p/checkpoints/iter_8.ckpt" "$tmp/$name.s/checkpoints/iter_8.ckpt" 0 ||
+      fail "$name: scaling changed the result"
+  done
+  run 1 "$tmp/amp" --set optim_wrapper.type=AmpOptimWrapper > "$tmp/log.amp" 2>&1 && fail "AmpOptimWrapper accepted on the CPU"
+  grep -q "AmpOptimWrapper needs device: cuda" "$tmp/log.amp" || { cat "$tmp/log.amp"; fail "no clear AmpOptimWrapper error"; }
+  echo ok ;;
 crosskd)
   run 1 "$tmp/teacher" --set train_cfg.max_epochs=1 > "$tmp/log.t" 2>&1 || { cat "$tmp/log.t"; fail "teacher run"; }
   tw="$tmp/teacher/final.safetensors"

@@ -18,8 +18,9 @@
  * element-wise 1e-6/1e-5 (kd_math.h is shared; only expf/log1pf may differ by an ulp),
  * convolution 1e-4/1e-4 forward and 1e-4/1e-3 backward (cuDNN sums in another order than
  * oneDNN, like the finite differences the CPU is checked against), norms and align_scale
- * 2e-4/1e-3, GEMM 1e-4/1e-4 scaled by k/10 for long sums. Max-pool values and argmax,
- * and upsample-add, must be identical (no arithmetic, or the same order of additions).
+ * 2e-4/1e-3, GEMM 1e-4/1e-4 scaled by k/10 for long sums, dot (double products) 1e-9/1e-12.
+ * Max-pool values and argmax, upsample-add and the SGD step must be identical (no
+ * arithmetic, the same order of additions, or the same non-contracted float operations).
  */
 #include <math.h>
 #include <stdint.h>
@@ -175,7 +176,29 @@ static void test_blas1(void)
     ON_BOTH(B->add(B, n, P(z), P(x), P(z))); /* y aliases a */
     expect_close("add", z, 1e-6, 1e-6);
     ON_BOTH(B->axpy(B, 0, 1.f, P(x), P(y)));
+    double d[2] = {-1, -1}, q[2] = {-1, -1};
+    ON_BOTH(B->dot(B, n, P(x), P(y), &d[side]));
+    ON_BOTH(B->dot(B, n, P(x), P(x), &q[side]));
+    KD_EXPECT_NEAR(d[1], d[0], 1e-9, 1e-12); /* double products, another summation order */
+    KD_EXPECT_NEAR(q[1], q[0], 1e-9, 1e-12);
     tp_free(&x), tp_free(&y), tp_free(&z);
+}
+
+/* The SGD step runs kd_sgd_elem on both sides with no FMA contraction on the device: the
+ * same bits. */
+static void test_sgd_step(void)
+{
+    seed(12);
+    size_t sizes[] = {0, 1, 1000003};
+    for (int i = 0; i < 3; i++) {
+        size_t n = sizes[i];
+        tp w = tp_rand(n, -1, 1), g = tp_rand(n, -1, 1), v = tp_rand(n, -0.1, 0.1);
+        for (int step = 0; step < 3; step++)
+            ON_BOTH(B->sgd_step(B, n, 0.02f, 0.9f, 1e-4f, P(w), P(g), P(v)));
+        expect_identical("sgd w", w);
+        expect_identical("sgd v", v);
+        tp_free(&w), tp_free(&g), tp_free(&v);
+    }
 }
 
 static void check_gemm(int ta, int tb, int m, int n, int k, float alpha, float beta, int pad,
@@ -739,6 +762,7 @@ int main(void)
     }
     KD_TEST_RUN(test_memory);
     KD_TEST_RUN(test_blas1);
+    KD_TEST_RUN(test_sgd_step);
     KD_TEST_RUN(test_gemm);
     KD_TEST_RUN(test_conv);
     KD_TEST_RUN(test_conv_cache);

@@ -19,6 +19,13 @@
  *   grads   every trainable student parameter's gradient of detection + KD losses:
  *           |c - r| <= 2e-3 |r| + 1e-3 max|r| (the model tests' gradient tolerance)
  * The largest error reached is printed per group.
+ *
+ *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT cuda
+ * runs the inspector with the CUDA backend (--set device=cuda) and holds it to the same
+ * tolerances twice: against the reference, and against the CPU backend's output in the
+ * reference's place. Without a usable GPU: one line, exit 77 (meson: skipped). That is the
+ * 'cuda' suite's distillation check. CROSSKD_CUDA_TEST_AGAINST_CPU=1 puts the CPU backend
+ * on the "GPU" side: a check of the comparison itself without a GPU (suite 'cuda_host').
  */
 #include <math.h>
 #include <stdio.h>
@@ -27,11 +34,12 @@
 #include <unistd.h>
 
 #include "kd_test.h"
+#include "kd_test_gpu.h"
 #include "worker/model/tensor_file.h"
 
 static const char *inspect, *dir, *variant;
-static kd_tfile ref, got;
-static int have;
+static kd_tfile ref, got, cpu;
+static const kd_tfile *base; /* what `got` is held to: &ref, or &cpu in the CUDA comparison */
 
 /* Compares every reference tensor whose name starts with prefix (ends with '$': exactly). */
 static void compare(const char *prefix, double rtol, double atol_rel)
@@ -40,8 +48,8 @@ static void compare(const char *prefix, double rtol, double atol_rel)
     double worst_all = 0;
     size_t pl = strlen(prefix);
     int exact = pl && prefix[pl - 1] == '$';
-    for (int i = 0; i < ref.n; i++) {
-        const kd_tf_tensor *r = &ref.t[i];
+    for (int i = 0; i < base->n; i++) {
+        const kd_tf_tensor *r = &base->t[i];
         if (exact ? strlen(r->name) != pl - 1 || strncmp(r->name, prefix, pl - 1) : strncmp(r->name, prefix, pl))
             continue;
         const kd_tf_tensor *c = kd_tfile_get(&got, r->name);
@@ -83,14 +91,44 @@ static void losses(void)
 
 static void grads(void) { compare("grad.", 2e-3, 1e-3); }
 
+/* Runs the inspector on the variant with `device` into *into (the file is removed). */
+static int run_inspector(const char *set, const char *device, kd_tfile *into)
+{
+    char out[256], cmd[4096];
+    snprintf(out, sizeof out, "distill_fixture_%s_%s_%d.safetensors", variant, device, (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "'%s' --config '%s/kd_student.yaml' --student '%s/kd_student.weights.safetensors' "
+             "--teacher '%s/kd_teacher.weights.safetensors' --batch '%s/kd.batch.safetensors' --out '%s' --kd %s "
+             "--set device=%s",
+             inspect, dir, dir, dir, dir, out, set, device);
+    int rc = system(cmd);
+    KD_EXPECT_MSG(rc == 0, "inspector failed: %s", cmd);
+    kd_err err = {0};
+    int ok = !rc && kd_tfile_read(out, into, &err) == KD_OK;
+    if (!rc) KD_EXPECT_MSG(ok, "cannot read the inspector output: %s", err.msg);
+    remove(out);
+    return ok;
+}
+
+static void run_checks(void)
+{
+    KD_TEST_RUN(cross);
+    KD_TEST_RUN(losses);
+    KD_TEST_RUN(grads);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi\n", argv[0]);
+    if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "cuda"))) {
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi [cuda]\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
-    char out[256], cmd[4096], set[256];
+    int on_gpu = argc == 5;
+    const char *gpu = "cuda";
+    if (on_gpu && getenv("CROSSKD_CUDA_TEST_AGAINST_CPU")) gpu = "cpu";
+    else if (on_gpu && kd_test_skip_without_gpu()) return 77;
+    char set[256];
     if (!strcmp(variant, "pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
     else if (!strcmp(variant, "pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2");
@@ -104,25 +142,24 @@ int main(int argc, char **argv)
     else if (!strcmp(variant, "i3pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.loss_feat_kd.loss_weight=6");
     else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", variant + 1);
-    snprintf(out, sizeof out, "distill_fixture_%s_%d.safetensors", variant, (int)getpid());
-    snprintf(cmd, sizeof cmd,
-             "'%s' --config '%s/kd_student.yaml' --student '%s/kd_student.weights.safetensors' "
-             "--teacher '%s/kd_teacher.weights.safetensors' --batch '%s/kd.batch.safetensors' --out '%s' --kd %s",
-             inspect, dir, dir, dir, dir, out, set);
-    int rc = system(cmd);
-    KD_EXPECT_MSG(rc == 0, "inspector failed: %s", cmd);
-    kd_err err;
+    kd_err err = {0};
     char rp[1024];
     snprintf(rp, sizeof rp, "%s/kd_%s.expected.safetensors", dir, variant);
-    if (!rc && kd_tfile_read(rp, &ref, &err) == KD_OK && kd_tfile_read(out, &got, &err) == KD_OK) have = 1;
-    else KD_EXPECT_MSG(0, "cannot read the reference or the inspector output: %s", err.msg);
-    remove(out);
-    if (have) {
-        KD_TEST_RUN(cross);
-        KD_TEST_RUN(losses);
-        KD_TEST_RUN(grads);
-        kd_tfile_free(&ref);
+    if (kd_tfile_read(rp, &ref, &err) != KD_OK) {
+        KD_EXPECT_MSG(0, "cannot read the reference: %s", err.msg);
+        return kd_test_summary();
+    }
+    if (run_inspector(set, on_gpu ? gpu : "cpu", &got)) {
+        base = &ref;
+        run_checks();
+        if (on_gpu && run_inspector(set, "cpu", &cpu)) {
+            fprintf(stderr, "%s: the CUDA run against the CPU run:\n", variant);
+            base = &cpu;
+            run_checks();
+            kd_tfile_free(&cpu);
+        }
         kd_tfile_free(&got);
     }
+    kd_tfile_free(&ref);
     return kd_test_summary();
 }

@@ -166,7 +166,7 @@ static void teacher(void)
     be->copy_to_host(be, before, te->params.data, n * sizeof(float));
     kd_params *P = &r.st->params;
     kd_sgd_cfg sgd = {.momentum = 0.9, .weight_decay = 1e-4};
-    kd_sgd_step(P->data, P->grad, P->mom, P->train_elems, &sgd, 0.01);
+    kd_sgd_step(be, P->data, P->grad, P->mom, P->train_elems, &sgd, 0.01);
     kd_err err;
     KD_REQUIRE(kd_distiller_teacher_forward(r.d, dimg, N, H, W, &err) == KD_OK);
     be->copy_to_host(be, after, te->params.data, n * sizeof(float));

@@ -1,7 +1,8 @@
 /* test_gemm.c — row-major GEMM (OpenBLAS) in all four transpose combinations, with padded
  * leading dimensions, alpha/beta and empty sizes, against a double reference; its gradients
  * (dA = dC * B^T, dB = A^T * dC, themselves GEMMs) against central finite differences; and
- * the BLAS-1 operations (axpy, scal, add, sum, fill, zero, copies).
+ * the BLAS-1 operations (axpy, scal, add, sum, dot, fill, zero, copies) and the SGD step
+ * (against the float64 formula; its bit-exact agreement with kd_sgd_elem is test_optim's).
  * Tolerances: 1e-5 + 1e-5*|ref| per product of <= 40 terms; gradients 1e-5 + 1e-4*|fd|.
  */
 #include "kt.h"
@@ -95,6 +96,16 @@ static void test_blas1(void)
     KD_EXPECT_NEAR(s, sr, 1e-3, 1e-6);
     kt_b->sum(kt_b, 0, xd, &s);
     KD_EXPECT(s == 0.0);
+    double dr = 0, sq = 0, sqr = 0;
+    r = kt_host(yd, n);
+    kt_b->dot(kt_b, n, xd, yd, &s);
+    kt_b->dot(kt_b, n, xd, xd, &sq);
+    for (size_t i = 0; i < n; i++) dr += (double)x.f[i] * r[i], sqr += (double)x.f[i] * x.f[i];
+    free(r);
+    KD_EXPECT_NEAR(s, dr, 1e-9, 1e-12); /* products and sums in double */
+    KD_EXPECT_NEAR(sq, sqr, 1e-9, 1e-12);
+    kt_b->dot(kt_b, 0, xd, yd, &s);
+    KD_EXPECT(s == 0.0);
     kt_b->fill(kt_b, zd, n, 2.5f);
     kt_b->copy(kt_b, yd, zd, n * sizeof(float));
     r = kt_host(yd, n);
@@ -108,6 +119,30 @@ static void test_blas1(void)
     kt_arr_free(&x), kt_arr_free(&y);
     KD_EXPECT(kt_b->alloc(kt_b, 0) == NULL);
     kt_b->free(kt_b, NULL);
+}
+
+/* SGD step against the float64 formula (torch.optim.SGD, dampening 0): float32 rounding of
+ * three operations per element. */
+static void test_sgd_step(void)
+{
+    kt_seed(8);
+    size_t n = 70001;
+    kt_arr w = kt_rand(n, -1, 1), g = kt_rand(n, -1, 1), v = kt_rand(n, -0.1, 0.1);
+    float *wd = kt_dev(w.f, n), *gd = kt_dev(g.f, n), *vd = kt_dev(v.f, n);
+    const double lr = 0.02, mom = 0.9, decay = 1e-4;
+    kt_b->sgd_step(kt_b, n, (float)lr, (float)mom, (float)decay, wd, gd, vd);
+    double *want_w = calloc(n, sizeof *want_w), *want_v = calloc(n, sizeof *want_v);
+    for (size_t i = 0; i < n; i++) {
+        want_v[i] = mom * v.f[i] + g.f[i] + decay * w.f[i];
+        want_w[i] = w.f[i] - lr * want_v[i];
+    }
+    float *rw = kt_host(wd, n), *rv = kt_host(vd, n);
+    KT_EXPECT_CLOSE("sgd w", rw, want_w, n, 1e-7, 1e-6);
+    KT_EXPECT_CLOSE("sgd v", rv, want_v, n, 1e-7, 1e-6);
+    kt_b->sgd_step(kt_b, 0, (float)lr, (float)mom, (float)decay, wd, gd, vd); /* nothing */
+    free(rw), free(rv), free(want_w), free(want_v);
+    kt_dfree(wd), kt_dfree(gd), kt_dfree(vd);
+    kt_arr_free(&w), kt_arr_free(&g), kt_arr_free(&v);
 }
 
 static void test_open_errors(void)
@@ -154,6 +189,7 @@ int main(void)
     KD_TEST_RUN(test_gemm_tt);
     KD_TEST_RUN(test_gemm_empty);
     KD_TEST_RUN(test_blas1);
+    KD_TEST_RUN(test_sgd_step);
     KD_TEST_RUN(test_open_errors);
     KD_TEST_RUN(test_threads_from_env);
     kt_b->close(kt_b);

@@ -91,7 +91,7 @@ static void train(void)
         kd_model_zero_grad(m);
         kd_model_backward(m);
         double lr = 0.02 * (step < 50 ? 0.001 + 0.999 * step / 49.0 : 1.0);
-        kd_sgd_step(m->params.data, m->params.grad, m->params.mom, m->params.train_elems, &sgd, lr);
+        kd_sgd_step(m->be, m->params.data, m->params.grad, m->params.mom, m->params.train_elems, &sgd, lr);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fprintf(stderr, "%d steps in %.1f s\n", STEPS, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
