@@ -147,6 +147,7 @@ void kd_grad_sync_ready(kd_grad_sync *s, size_t lo)
         bucket_range(s, s->next, &blo, &n);
         if (blo < lo) break;
         start_bucket(s, s->next++);
+        if (lo > 0) s->early++;
     }
     if (s->next > 0) {
         int done = 0;
@@ -166,4 +167,6 @@ void kd_grad_sync_finish(kd_grad_sync *s)
         for (size_t i = 0; i < s->n_elems; i++) s->grad[i] *= scale;
     }
     s->next = 0;
+    s->early_last = s->early;
+    s->early = 0;
 }

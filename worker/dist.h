@@ -55,6 +55,7 @@ typedef struct kd_grad_sync {
     int n_buckets, next;  /* next bucket to start; bucket b covers the b-th range from the end */
     MPI_Request *reqs;
     double wait_seconds;  /* time spent blocked in finish() for the last step */
+    int early, early_last; /* buckets started while backward ran (ready() with lo > 0): this step, last step */
 } kd_grad_sync;
 
 void kd_grad_sync_init(kd_grad_sync *s, const kd_dist *d, float *grad, size_t n_elems, size_t bucket_bytes);

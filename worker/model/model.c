@@ -86,8 +86,8 @@ kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
     m->opts = *opts;
     kd_status st;
     if ((st = kd_resnet_build(&m->bb, &m->params, cfg, err)) ||
-        (st = kd_fpn_build(&m->fpn, &m->params, cfg, m->bb.out_c, err)) ||
-        (st = kd_gfl_head_build(&m->head, &m->params, cfg, m->fpn.num_outs, err))) {
+        (m->first_param_fpn = m->params.n, st = kd_fpn_build(&m->fpn, &m->params, cfg, m->bb.out_c, err)) ||
+        (m->first_param_head = m->params.n, st = kd_gfl_head_build(&m->head, &m->params, cfg, m->fpn.num_outs, err))) {
         kd_model_destroy(m);
         return st;
     }
@@ -161,7 +161,12 @@ void kd_model_zero_grad(kd_model *m)
     if (m->params.grad) m->be->zero(m->be, m->params.grad, m->params.train_elems * sizeof(float));
 }
 
-void kd_model_backward(kd_model *m)
+static void grads_ready(const kd_model *m, int first_param)
+{
+    if (m->grad_hook.ready) m->grad_hook.ready(m->grad_hook.ctx, kd_params_grad_lo(&m->params, first_param));
+}
+
+void kd_model_backward_head(kd_model *m)
 {
     KD_CHECK(!m->opts.inference, "backward of an inference-mode model");
     const kd_backend *be = m->be;
@@ -176,6 +181,19 @@ void kd_model_backward(kd_model *m)
                 be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, m->d_held[l][t], m->fpn.d_out[l]);
         }
     }
-    kd_fpn_bwd(be, &m->fpn, &m->params, m->bb.out);
-    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g);
+    grads_ready(m, m->first_param_head); /* the head is shared by all levels: final only now */
+}
+
+void kd_model_backward_trunk(kd_model *m)
+{
+    KD_CHECK(!m->opts.inference, "backward of an inference-mode model");
+    kd_fpn_bwd(m->be, &m->fpn, &m->params, m->bb.out);
+    grads_ready(m, m->first_param_fpn);
+    kd_resnet_bwd(m->be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g, &m->grad_hook);
+}
+
+void kd_model_backward(kd_model *m)
+{
+    kd_model_backward_head(m);
+    kd_model_backward_trunk(m);
 }

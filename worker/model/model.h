@@ -85,6 +85,9 @@ void kd_params_finish(kd_params *t, const kd_backend *be, int with_grads);
 int kd_params_find(const kd_params *t, const char *name);
 float *kd_params_ptr(const kd_params *t, int idx);
 float *kd_params_grad(const kd_params *t, int idx); /* NULL: frozen, or no gradient arena */
+/* Gradient-arena offset of the first trainable entry at table index >= first (registration
+ * order is offset order among trainable entries); train_elems when there is none. */
+size_t kd_params_grad_lo(const kd_params *t, int first);
 void kd_params_free(kd_params *t);
 
 /* ---- activation planner (params.c) --------------------------------------------------- */
@@ -199,6 +202,15 @@ typedef struct kd_model_opts {
                                 of block hold_idx (0 = the FPN feature), crosskd.md §4.1 */
 } kd_model_opts;
 
+/* Backward progress: called each time every parameter gradient from element `lo` of the
+ * gradient arena to its end is final (after the head, after the FPN, after each trainable
+ * backbone block from the top), so a bucketed all-reduce can start on them while backward
+ * goes on (worker/dist.h). */
+typedef struct kd_grad_hook {
+    void (*ready)(void *ctx, size_t lo);
+    void *ctx;
+} kd_grad_hook;
+
 typedef struct kd_model {
     const kd_backend *be;
     kd_model_cfg cfg;
@@ -221,6 +233,8 @@ typedef struct kd_model {
     float *held[KD_MAX_LEVELS][2];   /* held features (hold_idx >= 0) */
     float *d_held[KD_MAX_LEVELS][2]; /* their extra gradient (training, hold_idx >= 0) */
     int use_d_held;                  /* add d_held during backward (set by the caller) */
+    kd_grad_hook grad_hook;          /* backward progress (set by the caller; ready NULL = none) */
+    int first_param_fpn, first_param_head; /* table index where the neck and the head begin */
 } kd_model;
 
 kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
@@ -232,6 +246,10 @@ kd_status kd_model_forward(kd_model *m, const float *img, int n, int h, int w, k
 /* Backward from m->d_cls / m->d_reg (and d_held when use_d_held): parameter gradients
  * accumulate into m->params.grad. Zero them first with kd_model_zero_grad. */
 void kd_model_backward(kd_model *m);
+/* kd_model_backward in two halves, for callers that add to the FPN-output gradients
+ * (fpn.d_out) between them: the head of every level and tower, then neck and backbone. */
+void kd_model_backward_head(kd_model *m);
+void kd_model_backward_trunk(kd_model *m);
 void kd_model_zero_grad(kd_model *m);
 /* Elements of the arenas, for logs and the benchmark. */
 size_t kd_model_param_elems(const kd_model *m);

@@ -17,9 +17,10 @@ kd_status kd_resnet_build(kd_resnet *r, kd_params *P, const kd_model_cfg *cfg, k
 void kd_resnet_layout(kd_resnet *r, int n, int h, int w, kd_plan *plan);
 void kd_resnet_fwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const float *img);
 /* d_out[i] (stage i output gradient, NULL = none) drive the backward; g: four scratch
- * buffers as large as the largest activation. */
+ * buffers as large as the largest activation; hook (may be NULL) hears of each trainable
+ * block whose parameter gradients are final. */
 void kd_resnet_bwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const float *img,
-                   float *const d_out[4], float *g[4]);
+                   float *const d_out[4], float *g[4], const kd_grad_hook *hook);
 void kd_resnet_free(kd_resnet *r);
 /* Largest single activation (elements) for the current layout. */
 size_t kd_resnet_max_elems(const kd_resnet *r);

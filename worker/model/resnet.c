@@ -243,7 +243,7 @@ void kd_resnet_fwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const
 }
 
 void kd_resnet_bwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const float *img,
-                   float *const d_out[4], float *g[4])
+                   float *const d_out[4], float *g[4], const kd_grad_hook *hook)
 {
     /* Lowest block that has trainable parameters: nothing below it needs a gradient. */
     int lowest = lowest_trainable(r);
@@ -277,6 +277,7 @@ void kd_resnet_bwd(const kd_backend *be, kd_resnet *r, const kd_params *P, const
             kd_convbn_bwd(be, &b->c[k], P, x, dy, C, dx, k ? 0 : 1, pg);
             dy = D;
         }
+        if (pg && hook && hook->ready) hook->ready(hook->ctx, kd_params_grad_lo(P, b->c[0].w));
         float *t = A;
         A = B;
         B = t;

@@ -39,6 +39,7 @@ typedef struct kd_trainer {
     kd_grad_sync adapter_sync;
     kd_image_gt *gts;             /* [batch_size] */
     kd_grad_sync sync;
+    double sync_wait;             /* last step's all-reduce wait, mean over ranks (seconds) */
     kd_sgd_cfg sgd;
     kd_lr_schedule sched;
     float *img_dev;               /* device copy of the batch images */

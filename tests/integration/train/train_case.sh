@@ -3,6 +3,7 @@
 # micro synthetic dataset, each case bounded in time.
 #   single         one rank to the end: logs, JSON lines, TensorBoard, results, checkpoints
 #   dp_equivalence 2 ranks x 1 image == 1 rank x 2 images after an epoch (tolerance 1e-6)
+#   overlap        gradient buckets started during backward == all started after it (bit-identical)
 #   resume_kill    SIGKILL every rank at random moments after checkpoints, resume, finish:
 #                  bit-identical to an uninterrupted run; `latest` always valid
 #   signal_requeue SIGUSR1 mid-epoch: checkpoint, exit 85; resume: bit-identical at the end
@@ -51,6 +52,20 @@ dp_equivalence)
   # Not bit-identical: the batch of two sums its weight gradients inside each convolution,
   # two ranks sum them in the all-reduce; float32 rounding differs at ~1e-7 per step.
   "$tool" compare "$tmp/one/checkpoints/iter_4.ckpt" "$tmp/two/checkpoints/iter_4.ckpt" 1e-6 || fail "weights differ"
+  echo ok ;;
+overlap)
+  # Buckets of 50 KiB (16 for this model), started as backward finishes them or all after
+  # it: the same sums in the same order, so the weights must be bit-identical.
+  small="--set model_wrapper_cfg.bucket_cap_mb=0.05"
+  run 2 "$tmp/on" $small > "$tmp/log1" 2>&1 || { cat "$tmp/log1"; fail "overlap on"; }
+  run 2 "$tmp/off" $small --set model_wrapper_cfg.overlap_grad_sync=false > "$tmp/log2" 2>&1 || { cat "$tmp/log2"; fail "overlap off"; }
+  grep -q "16 buckets .*as soon as backward" "$tmp/log1" || { grep "all-reduce" "$tmp/log1"; fail "overlap not announced"; }
+  grep -q "all started after backward" "$tmp/log2" || fail "no-overlap not announced"
+  # every bucket but the lowest (the first backbone stage's, final only at the very end)
+  grep -q "1[0-5] of 16 buckets started during backward" "$tmp/log1" || { grep "all-reduce" "$tmp/log1"; fail "no bucket started during backward"; }
+  grep -q " 0 of 16 buckets started during backward" "$tmp/log2" || { grep "all-reduce" "$tmp/log2"; fail "buckets started during backward without overlap"; }
+  grep -q '"sync_time"' "$tmp/on/logs/scalars.jsonl" || fail "no sync_time in the JSON lines"
+  "$tool" compare "$tmp/on/checkpoints/iter_12.ckpt" "$tmp/off/checkpoints/iter_12.ckpt" 0 || fail "weights differ"
   echo ok ;;
 resume_kill)
   run 2 "$tmp/straight" --set train_cfg.max_epochs=12 > "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "straight run"; }
