@@ -5,8 +5,10 @@
 #   dp_equivalence 2 ranks x 1 image == 1 rank x 2 images after an epoch (tolerance 1e-6)
 #   overlap        gradient buckets started during backward == all started after it (bit-identical)
 #   resume_kill    SIGKILL every rank at random moments after checkpoints, resume, finish:
-#                  bit-identical to an uninterrupted run; `latest` always valid
+#                  bit-identical to an uninterrupted run; `latest` always valid; a flipped
+#                  byte in the newest checkpoint is reported and the previous one used
 #   signal_requeue SIGUSR1 mid-epoch: checkpoint, exit 85; resume: bit-identical at the end
+#   sigterm        the same with SIGTERM sent to every rank, as Slurm does at a time limit
 #   control        crosskdctl status, checkpoint, pause/resume and stop on a real 2-rank job
 #   rank_death     one rank killed: the whole job ends with an error, no hang
 #   crosskd        a micro teacher trained for one epoch, then a 2-rank CrossKD student
@@ -77,10 +79,23 @@ resume_kill)
     pkill -9 -f "work_dir=$tmp/killed" ; wait "$job" 2>/dev/null
     "$tool" verify "$tmp/killed/checkpoints" || fail "round $round: latest is not valid after SIGKILL"
   done
+  # a flipped byte in the newest checkpoint: resume reports it and takes the previous one
+  newest=$(cat "$tmp/killed/checkpoints/latest")
+  corrupt=0
+  if [ "$(ls "$tmp/killed/checkpoints" | grep -c '^iter_.*\.ckpt$')" -ge 2 ]; then
+    f="$tmp/killed/checkpoints/$newest"
+    off=$(( $(stat -c %s "$f") / 2 ))
+    printf '\x5a' | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
+    corrupt=1
+  fi
   run 2 "$tmp/killed" --set train_cfg.max_epochs=12 --set resume=auto > "$tmp/log.final" 2>&1 || { cat "$tmp/log.final"; fail "final resume"; }
   grep -q "resumed from" "$tmp/log.final" || fail "did not resume"
+  if [ "$corrupt" = 1 ]; then
+    grep -q "skipped invalid checkpoints: .*$newest" "$tmp/log.final" || { cat "$tmp/log.final"; fail "the corrupt $newest was not reported"; }
+    grep "resumed from" "$tmp/log.final" | grep -q "$newest" && fail "resumed from the corrupt $newest"
+  fi
   "$tool" compare "$tmp/straight/checkpoints/iter_48.ckpt" "$tmp/killed/checkpoints/iter_48.ckpt" 0 || fail "not bit-identical"
-  echo ok ;;
+  [ "$corrupt" = 1 ] && echo "ok (the corrupt $newest was skipped)" || echo "ok (one checkpoint only: no corruption tried)" ;;
 signal_requeue)
   run 2 "$tmp/straight" --set train_cfg.max_epochs=12 > "$tmp/log" 2>&1 || fail "straight run"
   run 2 "$tmp/sig" --set train_cfg.max_epochs=12 > "$tmp/log.sig" 2>&1 &
@@ -92,6 +107,21 @@ signal_requeue)
   grep -q "saving a checkpoint and stopping" "$tmp/log.sig" || fail "no stop message"
   run 2 "$tmp/sig" --set train_cfg.max_epochs=12 --set resume=auto > "$tmp/log.resume" 2>&1 || { cat "$tmp/log.resume"; fail "resume"; }
   "$tool" compare "$tmp/straight/checkpoints/iter_48.ckpt" "$tmp/sig/checkpoints/iter_48.ckpt" 0 || fail "not bit-identical"
+  echo ok ;;
+sigterm)
+  # SIGTERM to every rank (what Slurm sends each task at a time limit): the ranks agree on
+  # a step, rank 0 checkpoints, all exit 85; the resumed run ends bit-identical.
+  run 2 "$tmp/straight" --set train_cfg.max_epochs=12 > "$tmp/log" 2>&1 || fail "straight run"
+  run 2 "$tmp/term" --set train_cfg.max_epochs=12 > "$tmp/log.term" 2>&1 &
+  job=$!
+  for _ in $(seq 200); do grep -q "Epoch(train) \[2\]" "$tmp/log.term" && break; sleep 0.05; done
+  pkill -TERM -f "^[^ ]*crosskd-worker .*work_dir=$tmp/term"
+  wait "$job"; rc=$?
+  [ "$rc" -eq 85 ] || { cat "$tmp/log.term"; fail "exit status $rc, expected 85"; }
+  grep -q "SIGTERM/SIGUSR1 received: saving a checkpoint and stopping" "$tmp/log.term" || fail "no stop message"
+  run 2 "$tmp/term" --set train_cfg.max_epochs=12 --set resume=auto > "$tmp/log.resume" 2>&1 || { cat "$tmp/log.resume"; fail "resume"; }
+  grep -q "resumed from" "$tmp/log.resume" || fail "did not resume"
+  "$tool" compare "$tmp/straight/checkpoints/iter_48.ckpt" "$tmp/term/checkpoints/iter_48.ckpt" 0 || fail "not bit-identical"
   echo ok ;;
 control)
   # crosskdctl against a real 2-rank job: status, checkpoint, pause/resume, stop.
