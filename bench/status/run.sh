@@ -15,7 +15,10 @@
 # requests/s figure). The iteration at each phase boundary comes from `crosskdctl status`;
 # a phase's steps are those that started and ended inside it (its first step dropped).
 # Reported per pair: the median step time (JSON lines `time`) of each phase and their
-# ratio; per intensity: the median of the pair ratios. Load average printed per pair.
+# ratio; per intensity: the median of the pair ratios. Load average printed per pair. Per
+# polling phase also the CPU time of the status server's thread (kd-status, from /proc)
+# per second: the share of a core the server takes from the training on rank 0's node,
+# which does not depend on the other load the way step times do.
 set -euo pipefail
 build=${1:-build} pairs=${2:-4} phase=${3:-10} clients=${4:-50}
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,6 +44,14 @@ for _ in $(seq 600); do [ -S "$sock" ] && grep -q "Epoch(train)" "$tmp/job.log" 
 grep -q "Epoch(train)" "$tmp/job.log" || { cat "$tmp/job.log"; exit 1; }
 sleep 5 # warm-up
 iter_now() { "$ctl" --socket "$sock" status | sed -n 's/^iter://p'; }
+# the status server's thread (named kd-status, in rank 0's process): its CPU time in ticks
+task=
+for pid in $(pgrep -f "work_dir=$wd"); do
+  for t in /proc/"$pid"/task/*; do [ "$(cat "$t/comm" 2>/dev/null)" = kd-status ] && task=$t; done
+done
+[ -n "$task" ] || { echo "no kd-status thread found"; exit 1; }
+server_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$task/stat"; }
+hz=$(getconf CLK_TCK)
 
 : > "$tmp/phases"
 for intensity in 1 0; do
@@ -49,8 +60,12 @@ for intensity in 1 0; do
     for k in 0 1; do
       mode=$(( (k + p) % 2 )) # 1 = clients
       a=$(iter_now)
+      c0=$(server_ticks)
       if [ "$mode" -eq 1 ]; then
-        "$poll" "$sock" "$clients" "$phase" "$intensity" | tee -a "$tmp/poll.$intensity"
+        "$poll" "$sock" "$clients" "$phase" "$intensity" > "$tmp/poll.out"
+        c1=$(server_ticks)
+        echo "$(cat "$tmp/poll.out") server_cpu=$(awk -v t=$((c1 - c0)) -v hz="$hz" -v p="$phase" 'BEGIN { printf "%.3f", t / hz / p }') cores" |
+          tee -a "$tmp/poll.$intensity"
       else
         sleep "$phase"
       fi
