@@ -3,7 +3,8 @@
 # micro synthetic dataset, each case bounded in time.
 #   single         one rank to the end: logs, JSON lines, TensorBoard, results, checkpoints
 #   dp_equivalence 2 ranks x 1 image == 1 rank x 2 images after an epoch (tolerance 1e-6)
-#   overlap        gradient buckets started during backward == all started after it (bit-identical)
+#   overlap        gradient buckets started during backward == all started after it (bit-identical);
+#                  gradient clipping applied to the averaged gradients
 #   resume_kill    SIGKILL every rank at random moments after checkpoints, resume, finish:
 #                  bit-identical to an uninterrupted run; `latest` always valid; a flipped
 #                  byte in the newest checkpoint is reported and the previous one used
@@ -68,6 +69,12 @@ overlap)
   grep -q " 0 of 16 buckets started during backward" "$tmp/log2" || { grep "all-reduce" "$tmp/log2"; fail "buckets started during backward without overlap"; }
   grep -q '"sync_time"' "$tmp/on/logs/scalars.jsonl" || fail "no sync_time in the JSON lines"
   "$tool" compare "$tmp/on/checkpoints/iter_12.ckpt" "$tmp/off/checkpoints/iter_12.ckpt" 0 || fail "weights differ"
+  # gradient clipping acts on the averaged gradients: a bound no step reaches changes
+  # nothing, a tight one changes the weights
+  run 2 "$tmp/loose" $small --set optim_wrapper.clip_grad.max_norm=1e6 > "$tmp/log3" 2>&1 || { cat "$tmp/log3"; fail "loose clip"; }
+  run 2 "$tmp/tight" $small --set optim_wrapper.clip_grad.max_norm=0.01 > "$tmp/log4" 2>&1 || { cat "$tmp/log4"; fail "tight clip"; }
+  "$tool" compare "$tmp/on/checkpoints/iter_12.ckpt" "$tmp/loose/checkpoints/iter_12.ckpt" 0 || fail "a loose clip changed the weights"
+  "$tool" compare "$tmp/on/checkpoints/iter_12.ckpt" "$tmp/tight/checkpoints/iter_12.ckpt" 0 > /dev/null && fail "a tight clip changed nothing"
   echo ok ;;
 resume_kill)
   run 2 "$tmp/straight" --set train_cfg.max_epochs=12 > "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "straight run"; }
