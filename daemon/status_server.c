@@ -469,6 +469,11 @@ static void reject(kd_status_server *s, int fd, kd_status_code code, const char 
     kd_status_proto_error(&b, code, msg);
     if (b.data) (void)!send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
     kd_sbuf_free(&b);
+    /* Discard a request that already arrived: closing with unread input resets the
+     * connection, which can make the client lose the error line. */
+    shutdown(fd, SHUT_WR);
+    char sink[KD_STATUS_REQUEST_MAX_BYTES];
+    for (int i = 0; i < 4 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {}
     close(fd);
     s->stats.errors_total[code]++;
 }

@@ -180,13 +180,15 @@ static int ctl_request(const ctl_args *a, kd_status_verb verb, kd_sbuf *reply)
     len += n;
     int fd = ctl_connect(a, where, sizeof where);
     if (fd < 0) return EXIT_CONNECT;
+    /* A server that refuses at once (ERR EPERM, ERR EBUSY) answers and closes before the
+     * request is written: the write then fails, but the answer is there to be read. */
+    int write_errno = 0;
     for (int off = 0; off < len;) {
         ssize_t w = send(fd, req + off, (size_t)(len - off), MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            fprintf(stderr, "crosskdctl: write to %s failed: %s\n", where, strerror(errno));
-            close(fd);
-            return EXIT_CONNECT;
+            write_errno = w < 0 ? errno : EPIPE;
+            break;
         }
         off += (int)w;
     }
@@ -208,6 +210,10 @@ static int ctl_request(const ctl_args *a, kd_status_verb verb, kd_sbuf *reply)
         char buf[8192];
         ssize_t got = read(fd, buf, sizeof buf);
         if (got < 0 && errno == EINTR) continue;
+        if (got < 0 && write_errno) break; /* reported below */
+        /* A refusal (ERR EPERM, ERR EBUSY) is sent by a server that closes without reading
+         * the request: after the reply the connection reads as reset, not as end of file. */
+        if (got < 0 && errno == ECONNRESET && reply->len > 0) break;
         if (got < 0) {
             fprintf(stderr, "crosskdctl: read from %s failed: %s\n", where, strerror(errno));
             close(fd);
@@ -217,6 +223,10 @@ static int ctl_request(const ctl_args *a, kd_status_verb verb, kd_sbuf *reply)
         kd_sbuf_append(reply, buf, (size_t)got);
     }
     close(fd);
+    if ((!reply->data || reply->len == 0) && write_errno) {
+        fprintf(stderr, "crosskdctl: write to %s failed: %s\n", where, strerror(write_errno));
+        return EXIT_CONNECT;
+    }
     if (!reply->data || reply->len == 0) {
         fprintf(stderr, "crosskdctl: %s closed the connection without a reply\n", where);
         return EXIT_CONNECT;

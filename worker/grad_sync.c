@@ -203,6 +203,7 @@ void kd_grad_sync_ready(kd_grad_sync *s, size_t lo)
         bucket_range(s, s->next, &blo, &n);
         if (blo < lo) break;
         start_bucket(s, s->next++);
+        if (lo > 0) s->early++;
     }
     if (s->comm->kind == COMM_MPI && s->next > 0) { /* let MPI progress what is in flight */
         int done = 0;
@@ -217,6 +218,8 @@ void kd_grad_sync_finish(kd_grad_sync *s)
     if (c->kind == COMM_NONE) return;
     while (s->next < s->n_buckets) start_bucket(s, s->next++);
     s->next = 0;
+    s->early_last = s->early;
+    s->early = 0;
     if (c->kind == COMM_MPI) {
         double t0 = MPI_Wtime();
         KD_CHECK_MPI(MPI_Waitall(s->n_buckets, s->reqs, MPI_STATUSES_IGNORE));

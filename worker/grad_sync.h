@@ -62,6 +62,7 @@ typedef struct kd_grad_sync {
     int label_base;       /* bucket labels in watchdog messages: label_base + b */
     void *reqs;           /* MPI_Request[n_buckets] (mpi) */
     double wait_seconds;  /* time the host blocked in finish() in the last step */
+    int early, early_last; /* buckets started while backward ran (ready() with lo > 0): this step, last step */
 } kd_grad_sync;
 
 void kd_grad_sync_init(kd_grad_sync *s, kd_grad_comm *c, float *grad, size_t n_elems,

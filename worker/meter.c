@@ -35,6 +35,12 @@ void kd_meter_add(kd_meter *m, const char *const *names, const double *values, i
     if (m->run_iters++ > 0) m->run_time_sum += iter_seconds; /* the first step warms caches */
 }
 
+void kd_meter_add_sync(kd_meter *m, double seconds)
+{
+    m->sync_sum += seconds;
+    m->have_sync = 1;
+}
+
 double kd_meter_mean_iter_time(const kd_meter *m)
 {
     return m->run_iters > 1 ? m->run_time_sum / (double)(m->run_iters - 1) : 0.0;
@@ -86,6 +92,7 @@ void kd_meter_flush(kd_meter *m, const kd_meter_line *at, char *text, size_t tex
     kd_jsonl_num(&j, "images_per_s", ips);
     kd_jsonl_num(&j, "eta_s", mean * (double)(at->max_iters - at->global_iter));
     kd_jsonl_num(&j, "memory_mib", mem);
+    if (m->have_sync) kd_jsonl_num(&j, "sync_time", m->sync_sum / w);
     /* "loss" first, then the terms in the order they were first seen. */
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < m->n_terms; i++) {
@@ -97,5 +104,5 @@ void kd_meter_flush(kd_meter *m, const kd_meter_line *at, char *text, size_t tex
     snprintf(json, json_cap, "%s", kd_jsonl_end(&j));
     memset(m->sums, 0, sizeof m->sums);
     m->window = 0;
-    m->time_sum = m->data_sum = 0;
+    m->time_sum = m->data_sum = m->sync_sum = 0;
 }

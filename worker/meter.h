@@ -21,6 +21,8 @@ typedef struct kd_meter {
     double last[KD_METER_MAX_TERMS]; /* window means at the last flush */
     int window;                      /* iterations in the current window */
     double time_sum, data_sum;       /* window sums */
+    double sync_sum;                 /* window sum of the gradient all-reduce wait */
+    int have_sync;
     double run_time_sum;             /* since start, first iteration excluded */
     long long run_iters;
     double images_per_iter;
@@ -30,6 +32,9 @@ void kd_meter_init(kd_meter *m, double images_per_iter);
 /* Add one iteration: named loss values (total must be among them as "loss"). */
 void kd_meter_add(kd_meter *m, const char *const *names, const double *values, int n,
                   double iter_seconds, double data_seconds);
+/* Add the seconds the last iteration waited for its gradient all-reduce (logged in the
+ * JSON line as sync_time, the window mean; absent when never called). */
+void kd_meter_add_sync(kd_meter *m, double seconds);
 /* Mean iteration time since start (seconds); 0 before two iterations. */
 double kd_meter_mean_iter_time(const kd_meter *m);
 /* "1 day, 2:03:04" / "0:12:34" like Python's timedelta. */

@@ -128,6 +128,12 @@ static const kd_opt k_opts[] = {
     INT("train_cfg.max_iters", max_iters, 0, 1000000000, "0", "stop after this many iterations; 0 = by epochs"),
     INT("train_cfg.val_interval", val_interval, 0, 100000, "1", "evaluate every N epochs (and at the end); 0 = only at the end"),
 
+    /* ---- gradient all-reduce (MMEngine's DDP wrapper settings) ---- */
+    FLT("model_wrapper_cfg.bucket_cap_mb", grad_bucket_mb, 0.001, 1024, "4",
+        "gradient all-reduce bucket size in MiB (buckets cover the gradient arena from its end)"),
+    BOOL("model_wrapper_cfg.overlap_grad_sync", grad_sync_overlap, "true",
+         "start each bucket's all-reduce as soon as backward has finished it; false = all after backward"),
+
     /* ---- status server ---- */
     STR("status.socket", status_socket, "", "Unix socket path; '' = <work_dir>/crosskd.sock"),
     STR("status.tcp.host", status_tcp_host, "127.0.0.1", "address of the optional TCP listener"),

@@ -117,6 +117,9 @@ typedef struct kd_config {
     kd_cfg_list milestones;
     double gamma;
     long long max_epochs, max_iters, val_interval;
+    /* gradient all-reduce */
+    double grad_bucket_mb;
+    bool grad_sync_overlap;
     /* status server */
     kd_cfg_str status_socket, status_tcp_host, status_token_file;
     long long status_tcp_port;

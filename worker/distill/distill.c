@@ -343,29 +343,15 @@ void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss 
     if (d->log_conflict && ls) conflict_counts(d, student->n, ls, out);
 }
 
-/* kd_model_backward plus the feature gradient added to the FPN-output gradient after the
- * head's backward: the student's held-feature tap is taken by CrossKD's block idx, so
- * CrossKD+PKD needs this second fan-in, which the model API does not offer (it would be a
- * d_fpn[l] beside d_held in kd_model; then this copy of the model's backward sequence goes
- * away). */
+/* kd_model_backward plus the feature gradient added to the FPN-output gradients between
+ * the head's backward and the neck's: the student's held-feature tap is taken by CrossKD's
+ * block idx, so CrossKD+PKD needs this second fan-in. */
 static void backward_with_feat(kd_distiller *d, kd_model *m)
 {
-    const kd_backend *be = m->be;
-    int hold = m->use_d_held ? m->opts.hold_idx : -1;
-    for (int l = 0; l < m->fpn.num_outs; l++) {
-        for (int t = 0; t < 2; t++) {
-            float *dp = t == KD_TOWER_CLS ? m->d_cls[l] : m->d_reg[l];
-            kd_gfl_tower_bwd(be, &m->head, &m->params, t, l, 0, m->fpn.out_s[l], m->fpn.out[l], &m->acts[l][t], dp,
-                             m->fpn.d_out[l], t, 1, hold, hold > 0 ? m->d_held[l][t] : NULL, m->g[0], m->g[1]);
-            if (hold == 0) be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, m->d_held[l][t], m->fpn.d_out[l]);
-        }
-        if (l < d->feat_levels)
-            be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, d->feat_grad[l].p, m->fpn.d_out[l]);
-    }
-    kd_model_grads_done(m, m->grad_lo_head);
-    kd_fpn_bwd(be, &m->fpn, &m->params, m->bb.out);
-    kd_model_grads_done(m, m->grad_lo_neck);
-    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g, m);
+    kd_model_backward_head(m);
+    for (int l = 0; l < m->fpn.num_outs && l < d->feat_levels; l++)
+        m->be->axpy(m->be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, d->feat_grad[l].p, m->fpn.d_out[l]);
+    kd_model_backward_trunk(m);
 }
 
 void kd_distiller_backward(kd_distiller *d, kd_model *student)

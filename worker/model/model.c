@@ -179,7 +179,7 @@ void kd_model_zero_grad(kd_model *m)
     if (m->params.grad) m->be->zero(m->be, m->params.grad, m->params.train_elems * sizeof(float));
 }
 
-void kd_model_backward(kd_model *m)
+void kd_model_backward_head(kd_model *m)
 {
     KD_CHECK(!m->opts.inference, "backward of an inference-mode model");
     const kd_backend *be = m->be;
@@ -194,8 +194,19 @@ void kd_model_backward(kd_model *m)
                 be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, m->d_held[l][t], m->fpn.d_out[l]);
         }
     }
-    kd_model_grads_done(m, m->grad_lo_head);
-    kd_fpn_bwd(be, &m->fpn, &m->params, m->bb.out);
+    kd_model_grads_done(m, m->grad_lo_head); /* the head is shared by all levels: final only now */
+}
+
+void kd_model_backward_trunk(kd_model *m)
+{
+    KD_CHECK(!m->opts.inference, "backward of an inference-mode model");
+    kd_fpn_bwd(m->be, &m->fpn, &m->params, m->bb.out);
     kd_model_grads_done(m, m->grad_lo_neck);
-    kd_resnet_bwd(be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g, m);
+    kd_resnet_bwd(m->be, &m->bb, &m->params, m->img, m->fpn.d_in, m->g, m);
+}
+
+void kd_model_backward(kd_model *m)
+{
+    kd_model_backward_head(m);
+    kd_model_backward_trunk(m);
 }

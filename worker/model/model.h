@@ -246,6 +246,11 @@ kd_status kd_model_forward(kd_model *m, const float *img, int n, int h, int w, k
 /* Backward from m->d_cls / m->d_reg (and d_held when use_d_held): parameter gradients
  * accumulate into m->params.grad. Zero them first with kd_model_zero_grad. */
 void kd_model_backward(kd_model *m);
+/* The two halves of kd_model_backward, for a caller that adds a gradient to the FPN outputs
+ * (fpn.d_out) in between (CrossKD+PKD): the head towers (d_held included), then neck and
+ * backbone. */
+void kd_model_backward_head(kd_model *m);
+void kd_model_backward_trunk(kd_model *m);
 void kd_model_zero_grad(kd_model *m);
 /* Elements of the arenas, for logs and the benchmark. */
 size_t kd_model_param_elems(const kd_model *m);

@@ -76,6 +76,13 @@ void kd_params_finish(kd_params *t, const kd_backend *be, int with_grads)
     }
 }
 
+size_t kd_params_grad_lo(const kd_params *t, int first)
+{
+    for (int i = first < 0 ? 0 : first; i < t->n; i++)
+        if (t->p[i].dtype == KD_DT_F32 && t->p[i].trainable) return t->p[i].offset;
+    return t->train_elems;
+}
+
 int kd_params_find(const kd_params *t, const char *name)
 {
     for (int i = 0; i < t->n; i++)

@@ -192,6 +192,7 @@ static kd_status setup_precision(kd_trainer *t, kd_err *err)
 kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
 {
     const kd_config *c = t->cfg;
+    size_t bucket_bytes = (size_t)(c->grad_bucket_mb * 1048576.0);
     kd_model_opts o = {.max_n = (int)c->train_batch_size, .max_h = t->pad_h, .max_w = t->pad_w,
                        .inference = 0, .hold_idx = kd_distill_student_hold_idx(&c->model)};
     if (c->val_batch_size > o.max_n) o.max_n = (int)c->val_batch_size;
@@ -217,18 +218,21 @@ kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
     kd_status st_comm = kd_grad_comm_open(t->d, t->be, c->dist_timeout, &t->comm, err);
     if (st_comm) return st_comm;
     if (t->distill && (t->adapter = kd_distiller_trainable(t->distill))) {
-        kd_grad_sync_init(&t->adapter_sync, t->comm, t->adapter->grad, t->adapter->train_elems, (size_t)4 << 20);
+        kd_grad_sync_init(&t->adapter_sync, t->comm, t->adapter->grad, t->adapter->train_elems, bucket_bytes);
         t->host_adapter = kd_xmalloc(2 * t->adapter->train_elems * sizeof(float));
         KD_INFO("distillation: a trainable 1x1 adapter of %zu parameters (optimised and checkpointed with the student)",
                 t->adapter->train_elems);
     }
     t->loss = kd_gfl_loss_create(t->student);
     t->gts = kd_xcalloc((size_t)o.max_n, sizeof *t->gts);
-    kd_grad_sync_init(&t->sync, t->comm, P->grad, P->train_elems, (size_t)4 << 20);
-    t->student->grads_done = grads_done;
-    t->student->grads_done_ctx = &t->sync;
-    KD_INFO("gradients: averaged over %d rank(s) in %d bucket(s) of 4 MiB, transport %s", t->d->size,
-            t->sync.n_buckets, kd_grad_comm_name(t->comm));
+    kd_grad_sync_init(&t->sync, t->comm, P->grad, P->train_elems, bucket_bytes);
+    if (c->grad_sync_overlap) {
+        t->student->grads_done = grads_done;
+        t->student->grads_done_ctx = &t->sync;
+    }
+    KD_INFO("gradients: averaged over %d rank(s) in %d bucket%s of up to %.3g MiB, transport %s, %s", t->d->size,
+            t->sync.n_buckets, t->sync.n_buckets > 1 ? "s" : "", c->grad_bucket_mb, kd_grad_comm_name(t->comm),
+            c->grad_sync_overlap ? "each started as soon as backward has finished it" : "all started after backward");
     setup_schedule(t);
     return setup_precision(t, err);
 }

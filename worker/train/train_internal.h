@@ -42,6 +42,7 @@ typedef struct kd_trainer {
     kd_image_gt *gts;             /* [batch_size] */
     kd_grad_comm *comm;           /* gradient transport: MPI (cpu) or NCCL (cuda) */
     kd_grad_sync sync;
+    double sync_wait;             /* last step's all-reduce wait, mean over ranks (seconds) */
     kd_sgd_cfg sgd;
     kd_lr_schedule sched;
     int scaling;                  /* loss scaling on (float16 mixed precision, or static) */

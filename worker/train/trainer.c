@@ -34,6 +34,19 @@
 
 /* ---- run directory and logs ----------------------------------------------------------- */
 
+/* The effective config, one log line per YAML line (as MMDetection prints it at start). */
+static void log_config(const char *text, const char *path)
+{
+    if (!text) return;
+    KD_INFO("effective config (also in %s):", path);
+    for (const char *p = text; *p;) {
+        const char *e = strchr(p, '\n');
+        int n = e ? (int)(e - p) : (int)strlen(p);
+        KD_INFO("  %.*s", n, p);
+        p += n + (e != NULL);
+    }
+}
+
 static kd_status open_run_dir(kd_trainer *t, kd_err *err)
 {
     snprintf(t->work_dir, sizeof t->work_dir, "%s", t->cfg->work_dir);
@@ -66,6 +79,7 @@ static kd_status open_run_dir(kd_trainer *t, kd_err *err)
     if (!f) return kd_errf(err, KD_EIO, "%s: cannot write the effective config", path);
     fputs(t->a->config_text ? t->a->config_text : "", f);
     fclose(f);
+    log_config(t->a->config_text, path);
     return KD_OK;
 }
 
@@ -238,10 +252,12 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     }
     /* Logged values are the mean over ranks, as MMDetection logs them; the conflict ratio is
      * the ratio of the sums over ranks. */
-    double v[N_TERMS_MAX + 1] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, kd.loss_cls_kd, kd.loss_reg_kd,
-                                 kd.loss_feat_kd, kd.conflicts, kd.positives};
+    double v[N_TERMS_MAX + 2] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, kd.loss_cls_kd, kd.loss_reg_kd,
+                                 kd.loss_feat_kd, kd.conflicts, kd.positives,
+                                 t->sync.wait_seconds + t->adapter_sync.wait_seconds};
     for (int i = T_CLS; i < T_CONFLICT; i++) v[T_LOSS] += v[i];
-    kd_dist_allreduce_sum(t->d, v, N_TERMS_MAX + 1);
+    kd_dist_allreduce_sum(t->d, v, N_TERMS_MAX + 2);
+    t->sync_wait = v[N_TERMS_MAX + 1] / t->d->size; /* mean over ranks */
     for (int i = 0; i < T_CONFLICT; i++) out[i] = v[i] / t->d->size;
     out[T_CONFLICT] = v[T_CONFLICT] / (v[N_TERMS_MAX] > 0 ? v[N_TERMS_MAX] : 1);
     return KD_OK;
@@ -381,6 +397,10 @@ static kd_status run_loop(kd_trainer *t, kd_err *err)
         t->batch_in_epoch++;
         double now = MPI_Wtime();
         kd_meter_add(&t->meter, names, vals, nt, now - last, wait);
+        if (t->d->size > 1) kd_meter_add_sync(&t->meter, t->sync_wait);
+        if (t->d->size > 1 && t->iter == 1)
+            KD_INFO("gradient all-reduce: %d of %d buckets started during backward in the first step", t->sync.early_last,
+                    t->sync.n_buckets);
         last = now;
         if (t->iter % c->log_interval == 0 || t->iter == t->max_iters) log_window(t, lr);
         publish(t, KD_JOB_RUNNING, kd_meter_mean_iter_time(&t->meter), vals, names, nt, lr);

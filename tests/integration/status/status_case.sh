@@ -379,6 +379,12 @@ many-clients)
     timeout 40 "$PROBE" "$SOCK" many 300 || fail "many"
     check_unharmed "$before"
     ;;
+vanish)
+    start_job
+    before=$(iter_now)
+    timeout 40 "$PROBE" "$SOCK" vanish 100 || fail "vanish"
+    check_unharmed "$before"
+    ;;
 busy)
     start_job --max-clients 50
     before=$(iter_now)

@@ -1,6 +1,6 @@
 /* status_probe.c — misbehaving and massed clients for the status-socket tests (issue #9).
  *
- *   status_probe ADDR garbage | oversized | slow | noread N | many N | busy N MAX | raw TEXT
+ *   status_probe ADDR garbage | oversized | slow | noread N | many N | busy N MAX | vanish N | raw TEXT
  *   status_probe ADDR stall N VERB FULL_BYTES HOLD_SECONDS
  *   status_probe json-get PATH < reply.json
  *
@@ -340,6 +340,34 @@ static void mode_busy(const char *addr, int n, int max)
     free(fds);
 }
 
+/* Clients that go away mid-conversation, N of each kind: connect and close at once; send
+ * a request and close without reading the reply; send half a request and close; send a
+ * request and reset the connection (SO_LINGER 0). The server must drop them all and keep
+ * serving. */
+static void mode_vanish(const char *addr, int n)
+{
+    static const char *const what[4] = {"connect and close", "request, close unread", "half a request",
+                                        "request, then reset"};
+    for (int kind = 0; kind < 4; kind++) {
+        int opened = 0;
+        for (int i = 0; i < n; i++) {
+            int fd = dial(addr);
+            if (fd < 0) continue;
+            opened++;
+            if (kind == 1) send_all(fd, i % 2 ? "status --json\n" : "config\n", i % 2 ? 14 : 7);
+            if (kind == 2) send_all(fd, "metr", 4);
+            if (kind == 3) {
+                send_all(fd, "metrics\n", 8);
+                struct linger lg = {1, 0};
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            }
+            close(fd);
+        }
+        CHECK(opened == n, "vanish (%s): %d of %d connections made", what[kind], opened, n);
+        check_served(addr, what[kind]);
+    }
+}
+
 static void mode_raw(const char *addr, const char *text)
 {
     char buf[4096];
@@ -386,7 +414,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 3 && !strcmp(argv[1], "json-get")) return json_get(argv[2]);
     if (argc < 3) {
-        fprintf(stderr, "usage: status_probe ADDR garbage|oversized|slow|noread N|many N|busy N MAX|raw TEXT\n"
+        fprintf(stderr, "usage: status_probe ADDR garbage|oversized|slow|noread N|many N|busy N MAX|vanish N|raw TEXT\n"
                         "       status_probe json-get PATH < file.json\n");
         return 2;
     }
@@ -400,6 +428,7 @@ int main(int argc, char **argv)
         mode_stall(addr, atoi(argv[3]), argv[4], atol(argv[5]), atof(argv[6]));
     else if (!strcmp(mode, "busy") && argc == 5) mode_busy(addr, atoi(argv[3]), atoi(argv[4]));
     else if (!strcmp(mode, "raw") && argc == 4) mode_raw(addr, argv[3]);
+    else if (!strcmp(mode, "vanish") && argc == 4) mode_vanish(addr, atoi(argv[3]));
     else { fprintf(stderr, "status_probe: bad mode\n"); return 2; }
     printf("%d failed checks\n", g_failures);
     return g_failures ? 1 : 0;

@@ -3,9 +3,13 @@
 # micro synthetic dataset, each case bounded in time.
 #   single         one rank to the end: logs, JSON lines, TensorBoard, results, checkpoints
 #   dp_equivalence 2 ranks x 1 image == 1 rank x 2 images after an epoch (tolerance 1e-6)
+#   overlap        gradient buckets started during backward == all started after it (bit-identical);
+#                  gradient clipping applied to the averaged gradients
 #   resume_kill    SIGKILL every rank at random moments after checkpoints, resume, finish:
-#                  bit-identical to an uninterrupted run; `latest` always valid
+#                  bit-identical to an uninterrupted run; `latest` always valid; a flipped
+#                  byte in the newest checkpoint is reported and the previous one used
 #   signal_requeue SIGUSR1 mid-epoch: checkpoint, exit 85; resume: bit-identical at the end
+#   sigterm        the same with SIGTERM sent to every rank, as Slurm does at a time limit
 #   control        crosskdctl status, checkpoint, pause/resume and stop on a real 2-rank job
 #   rank_death     one rank killed: the whole job ends with an error, no hang
 #   guarded        one rank under CROSSKD_GUARD_DEVICE_MEMORY (the CPU backend's buffers
@@ -62,6 +66,26 @@ dp_equivalence)
   # two ranks sum them in the all-reduce; float32 rounding differs at ~1e-7 per step.
   "$tool" compare "$tmp/one/checkpoints/iter_4.ckpt" "$tmp/two/checkpoints/iter_4.ckpt" 1e-6 || fail "weights differ"
   echo ok ;;
+overlap)
+  # Buckets of 50 KiB (16 for this model), started as backward finishes them or all after
+  # it: the same sums in the same order, so the weights must be bit-identical.
+  small="--set model_wrapper_cfg.bucket_cap_mb=0.05"
+  run 2 "$tmp/on" $small > "$tmp/log1" 2>&1 || { cat "$tmp/log1"; fail "overlap on"; }
+  run 2 "$tmp/off" $small --set model_wrapper_cfg.overlap_grad_sync=false > "$tmp/log2" 2>&1 || { cat "$tmp/log2"; fail "overlap off"; }
+  grep -q "16 buckets .*as soon as backward" "$tmp/log1" || { grep "all-reduce" "$tmp/log1"; fail "overlap not announced"; }
+  grep -q "all started after backward" "$tmp/log2" || fail "no-overlap not announced"
+  # every bucket but the lowest (the first backbone stage's, final only at the very end)
+  grep -q "1[0-5] of 16 buckets started during backward" "$tmp/log1" || { grep "all-reduce" "$tmp/log1"; fail "no bucket started during backward"; }
+  grep -q " 0 of 16 buckets started during backward" "$tmp/log2" || { grep "all-reduce" "$tmp/log2"; fail "buckets started during backward without overlap"; }
+  grep -q '"sync_time"' "$tmp/on/logs/scalars.jsonl" || fail "no sync_time in the JSON lines"
+  "$tool" compare "$tmp/on/checkpoints/iter_12.ckpt" "$tmp/off/checkpoints/iter_12.ckpt" 0 || fail "weights differ"
+  # gradient clipping acts on the averaged gradients: a bound no step reaches changes
+  # nothing, a tight one changes the weights
+  run 2 "$tmp/loose" $small --set optim_wrapper.clip_grad.max_norm=1e6 > "$tmp/log3" 2>&1 || { cat "$tmp/log3"; fail "loose clip"; }
+  run 2 "$tmp/tight" $small --set optim_wrapper.clip_grad.max_norm=0.01 > "$tmp/log4" 2>&1 || { cat "$tmp/log4"; fail "tight clip"; }
+  "$tool" compare "$tmp/on/checkpoints/iter_12.ckpt" "$tmp/loose/checkpoints/iter_12.ckpt" 0 || fail "a loose clip changed the weights"
+  "$tool" compare "$tmp/on/checkpoints/iter_12.ckpt" "$tmp/tight/checkpoints/iter_12.ckpt" 0 > /dev/null && fail "a tight clip changed nothing"
+  echo ok ;;
 resume_kill)
   run 2 "$tmp/straight" --set train_cfg.max_epochs=12 > "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "straight run"; }
   for round in 1 2 3; do
@@ -72,10 +96,23 @@ resume_kill)
     pkill -9 -f "work_dir=$tmp/killed" ; wait "$job" 2>/dev/null
     "$tool" verify "$tmp/killed/checkpoints" || fail "round $round: latest is not valid after SIGKILL"
   done
+  # a flipped byte in the newest checkpoint: resume reports it and takes the previous one
+  newest=$(cat "$tmp/killed/checkpoints/latest")
+  corrupt=0
+  if [ "$(ls "$tmp/killed/checkpoints" | grep -c '^iter_.*\.ckpt$')" -ge 2 ]; then
+    f="$tmp/killed/checkpoints/$newest"
+    off=$(( $(stat -c %s "$f") / 2 ))
+    printf '\x5a' | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
+    corrupt=1
+  fi
   run 2 "$tmp/killed" --set train_cfg.max_epochs=12 --set resume=auto > "$tmp/log.final" 2>&1 || { cat "$tmp/log.final"; fail "final resume"; }
   grep -q "resumed from" "$tmp/log.final" || fail "did not resume"
+  if [ "$corrupt" = 1 ]; then
+    grep -q "skipped invalid checkpoints: .*$newest" "$tmp/log.final" || { cat "$tmp/log.final"; fail "the corrupt $newest was not reported"; }
+    grep "resumed from" "$tmp/log.final" | grep -q "$newest" && fail "resumed from the corrupt $newest"
+  fi
   "$tool" compare "$tmp/straight/checkpoints/iter_48.ckpt" "$tmp/killed/checkpoints/iter_48.ckpt" 0 || fail "not bit-identical"
-  echo ok ;;
+  [ "$corrupt" = 1 ] && echo "ok (the corrupt $newest was skipped)" || echo "ok (one checkpoint only: no corruption tried)" ;;
 signal_requeue)
   run 2 "$tmp/straight" --set train_cfg.max_epochs=12 > "$tmp/log" 2>&1 || fail "straight run"
   run 2 "$tmp/sig" --set train_cfg.max_epochs=12 > "$tmp/log.sig" 2>&1 &
@@ -87,6 +124,21 @@ signal_requeue)
   grep -q "saving a checkpoint and stopping" "$tmp/log.sig" || fail "no stop message"
   run 2 "$tmp/sig" --set train_cfg.max_epochs=12 --set resume=auto > "$tmp/log.resume" 2>&1 || { cat "$tmp/log.resume"; fail "resume"; }
   "$tool" compare "$tmp/straight/checkpoints/iter_48.ckpt" "$tmp/sig/checkpoints/iter_48.ckpt" 0 || fail "not bit-identical"
+  echo ok ;;
+sigterm)
+  # SIGTERM to every rank (what Slurm sends each task at a time limit): the ranks agree on
+  # a step, rank 0 checkpoints, all exit 85; the resumed run ends bit-identical.
+  run 2 "$tmp/straight" --set train_cfg.max_epochs=12 > "$tmp/log" 2>&1 || fail "straight run"
+  run 2 "$tmp/term" --set train_cfg.max_epochs=12 > "$tmp/log.term" 2>&1 &
+  job=$!
+  for _ in $(seq 200); do grep -q "Epoch(train) \[2\]" "$tmp/log.term" && break; sleep 0.05; done
+  pkill -TERM -f "^[^ ]*crosskd-worker .*work_dir=$tmp/term"
+  wait "$job"; rc=$?
+  [ "$rc" -eq 85 ] || { cat "$tmp/log.term"; fail "exit status $rc, expected 85"; }
+  grep -q "SIGTERM/SIGUSR1 received: saving a checkpoint and stopping" "$tmp/log.term" || fail "no stop message"
+  run 2 "$tmp/term" --set train_cfg.max_epochs=12 --set resume=auto > "$tmp/log.resume" 2>&1 || { cat "$tmp/log.resume"; fail "resume"; }
+  grep -q "resumed from" "$tmp/log.resume" || fail "did not resume"
+  "$tool" compare "$tmp/straight/checkpoints/iter_48.ckpt" "$tmp/term/checkpoints/iter_48.ckpt" 0 || fail "not bit-identical"
   echo ok ;;
 control)
   # crosskdctl against a real 2-rank job: status, checkpoint, pause/resume, stop.

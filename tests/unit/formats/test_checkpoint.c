@@ -1,11 +1,16 @@
 /* test_checkpoint.c — the checkpoint container: round trip (raw and byte-plane sections),
  * detection of every flipped byte class and of truncation, retention and the `latest`
- * pointer, and fallback to the previous valid checkpoint. Real files in a temp folder. */
+ * pointer, fallback to the previous valid checkpoint, and a writer killed (SIGKILL) at
+ * random moments while it saves: `latest` always names a complete file. Real files in a
+ * temp folder. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kd_test.h"
@@ -158,6 +163,57 @@ static void test_retention_and_fallback(void)
     KD_EXPECT_STR_CONTAINS(found, "iter_40.ckpt");
 }
 
+/* A child saves 1.6 MB checkpoints in a loop (keep 2); it is SIGKILLed at a random moment,
+ * 12 times, each time most likely in the middle of a write, rename or pointer update. After
+ * every kill `latest`, when it exists, must name a checkpoint that verifies, and the newest
+ * valid checkpoint must be found. */
+static void test_killed_writer(void)
+{
+    char dir[300], p[400], found[900];
+    snprintf(dir, sizeof dir, "%s/killed", g_dir);
+    mkdir(dir, 0755);
+    static float big[4 * N_W];
+    for (int i = 0; i < 4 * N_W; i++) big[i] = g_w[i % N_W] * (float)(1 + i / N_W);
+    unsigned seed = (unsigned)time(NULL);
+    for (int round = 0; round < 12; round++) {
+        pid_t pid = fork();
+        KD_REQUIRE(pid >= 0);
+        if (pid == 0) {
+            kd_ckpt_section sec = {"student.params", big, sizeof big, KD_CKPT_F32_PLANES};
+            kd_ckpt_write_opts o = {.threads = 0};
+            for (unsigned long long step = 1000ull * (unsigned long long)round + 1;; step++) {
+                kd_ckpt_meta m = {.step = step};
+                char out[600];
+                kd_err e = {0};
+                kd_ckpt_save(dir, &m, &sec, 1, &o, 2, out, sizeof out, &e);
+            }
+        }
+        usleep(20000 + (useconds_t)(rand_r(&seed) % 150000));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        snprintf(p, sizeof p, "%s/latest", dir);
+        FILE *f = fopen(p, "r");
+        if (f) {
+            char name[256] = "";
+            KD_EXPECT(fgets(name, sizeof name, f) != NULL);
+            fclose(f);
+            name[strcspn(name, "\n")] = '\0';
+            snprintf(p, sizeof p, "%s/%s", dir, name);
+            kd_ckpt_reader r;
+            kd_err err = {0};
+            kd_status st = kd_ckpt_open(p, &r, &err);
+            if (!st) {
+                st = kd_ckpt_verify(&r, &err);
+                kd_ckpt_close(&r);
+            }
+            KD_EXPECT_MSG(st == KD_OK, "round %d: latest names %s, which does not verify: %s", round, name, err.msg);
+        }
+        kd_err err = {0};
+        KD_EXPECT_MSG(kd_ckpt_find_latest(dir, found, sizeof found, NULL, 0, &err) == KD_OK || round == 0,
+                      "round %d: no valid checkpoint: %s", round, err.msg);
+    }
+}
+
 static void test_compression_sanity(void)
 {
     /* bf16 values in fp32 containers: half of every word is zero, so >= 1.9x. */
@@ -190,6 +246,7 @@ int main(void)
     KD_TEST_RUN(test_every_flip_detected);
     KD_TEST_RUN(test_truncation_detected);
     KD_TEST_RUN(test_retention_and_fallback);
+    KD_TEST_RUN(test_killed_writer);
     KD_TEST_RUN(test_compression_sanity);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
