@@ -1,0 +1,207 @@
+# bench/distill/report.sh — sourced by bench/distill/run.sh after training: evaluates every
+# finished run's final detections with crosskd-eval, prints the paper-style tables, and writes
+# them with the timings, the versions, the exact commands and the figures between the
+# `<!-- generated:begin -->` / `<!-- generated:end -->` markers of RESULTS.md (the text around
+# the markers is kept, so the written analysis survives a rerun).
+# Uses from run.sh: bin plot data root results figs seeds methods positions run_names.
+# Numbers are COCO bbox AP x 100; "mean ± sd" is over the seeds that finished (sample standard
+# deviation, n - 1), and "range" is min..max over those seeds.
+
+kd_report_ap() { # work dir -> "AP AP50 AP75 APs APm APl" (x 100) of its final results, or nothing
+  local wd=$1 res
+  [ -f "$wd/done" ] || return 0
+  res=$(sed -n 's/^results //p' "$wd/done")
+  "$bin/crosskd-eval" "$data/annotations/instances_val.json" "$res" --json |
+    sed 's/^{"stats": \[\([^]]*\)\].*/\1/' | tr -d ' ' |
+    awk -F, '{ printf "%.1f %.1f %.1f %.1f %.1f %.1f\n", 100*$1, 100*$2, 100*$3, 100*$4, 100*$5, 100*$6 }'
+}
+
+kd_report_collect() { # -> lines "run method seed AP AP50 AP75 APs APm APl" into $root/ap.txt
+  local name m s ap
+  : > "$root/ap.txt"
+  for name in $(run_names); do
+    ap=$(kd_report_ap "$root/$name")
+    [ -n "$ap" ] || continue
+    if [ "$name" = teacher ]; then m=teacher s=0; else m=${name%-s*} s=${name##*-s}; fi
+    echo "$name $m $s $ap" >> "$root/ap.txt"
+  done
+}
+
+kd_report_method_table() { # the main table: one row per method, mean ± sd over seeds
+  echo "| method | seeds | AP | AP50 | AP75 | APs | APm | APl | AP range | AP vs baseline |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  awk -v order="teacher ${methods[*]}" '
+    { n[$2]++; for (k = 4; k <= 9; k++) { s[$2, k] += $k; q[$2, k] += $k * $k }
+      if (!($2 in lo) || $4 < lo[$2]) lo[$2] = $4; if (!($2 in hi) || $4 > hi[$2]) hi[$2] = $4 }
+    function sd(m, k,   v) { if (n[m] < 2) return 0; v = (q[m, k] - s[m, k] * s[m, k] / n[m]) / (n[m] - 1); return v > 0 ? sqrt(v) : 0 }
+    END { c = split(order, o, " ");
+      for (i = 1; i <= c; i++) { m = o[i]; if (!(m in n)) { printf "| %s | 0 | not run | | | | | | | |\n", m; continue }
+        printf "| %s | %d |", (m == "teacher" ? "teacher (not distilled)" : m), n[m];
+        for (k = 4; k <= 9; k++) printf " %.1f ± %.1f |", s[m, k] / n[m], sd(m, k);
+        printf " %.1f..%.1f |", lo[m], hi[m];
+        if (m != "teacher" && ("baseline" in n)) printf " %+.1f |\n", s[m, 4] / n[m] - s["baseline", 4] / n["baseline"];
+        else printf " |\n" } }' "$root/ap.txt"
+}
+
+kd_report_position_table() { # Table 1: CrossKD at head position i, seed 0
+  echo "| i | AP | AP50 | AP75 | APs | APm | APl |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  local i run line
+  for i in 0 1 2 3 4; do
+    run=crosskd-i$i-s0
+    [ "$i" = 3 ] && run=crosskd-s0
+    line=$(awk -v r="$run" '$1 == r { print $4" | "$5" | "$6" | "$7" | "$8" | "$9 }' "$root/ap.txt")
+    echo "| $i | ${line:-not run | | | | |} |"
+  done
+}
+
+kd_report_timing() { # per run: wall seconds, load average (1, 5, 15 min) at start and end
+  echo "| run | wall (s) | load at start | load at end | AP |"
+  echo "| --- | ---: | --- | --- | ---: |"
+  local name d ap
+  for name in $(run_names); do
+    d=$root/$name/done
+    if [ -f "$d" ]; then
+      ap=$(awk -v r="$name" '$1 == r { print $4 }' "$root/ap.txt")
+      echo "| $name | $(sed -n 's/^seconds //p' "$d") | $(sed -n 's/^load_start //p' "$d") | $(sed -n 's/^load_end //p' "$d") | $ap |"
+    else
+      echo "| $name | not finished | | | |"
+    fi
+  done
+}
+
+kd_report_versions() {
+  local p
+  echo "- crosskd: commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "- compiler: $(cc --version | head -1); meson $(meson --version); ninja $(ninja --version)"
+  echo "- $(mpirun --version 2>/dev/null | head -1)"
+  for p in libdnnl-dev libopenblas0-pthread libopenblas-dev libturbojpeg0-dev libpng-dev libjansson-dev libyaml-dev libzstd-dev; do
+    dpkg-query -W -f='${Package} ${Version}\n' "$p" 2>/dev/null | sed 's/^/- /' || true
+  done
+  echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
+}
+
+kd_report_commands() {
+  echo '```sh'
+  echo "bash bench/distill/run.sh            # the whole experiment; reruns skip finished runs"
+  echo "crosskd-gen --out $data ${gen_args[*]}"
+  local name
+  for name in $(run_names); do
+    [ -f "$root/$name/done" ] && sed -n 's/^command //p' "$root/$name/done" | sed "s|^[^ ]*/crosskd-worker|crosskd-worker|"
+  done
+  echo "crosskd-eval $data/annotations/instances_val.json <run>/results/iter_<last>.bbox.json --json"
+  echo '```'
+}
+
+kd_report_figures() { # draws the figures; prints their markdown
+  [ -x "$plot" ] || { echo "(figures not drawn: $plot is not built)"; return 0; }
+  mkdir -p "$figs"
+  local m s files args_loss=() args_det=() args_ap=() args_pos=() i run
+  for m in "${methods[@]}"; do
+    files=
+    for s in "${seeds[@]}"; do [ -f "$root/$m-s$s/done" ] && files+="${files:+,}$root/$m-s$s/logs/scalars.jsonl"; done
+    [ -n "$files" ] || continue
+    args_loss+=("$m=$files") args_ap+=("$m=$files")
+  done
+  for i in 0 1 2 3 4; do
+    run=crosskd-i$i-s0
+    [ "$i" = 3 ] && run=crosskd-s0
+    [ -f "$root/$run/done" ] && args_pos+=("i=$i=$root/$run/logs/scalars.jsonl")
+  done
+  [ ${#args_loss[@]} -gt 0 ] || { echo "(no finished runs to draw)"; return 0; }
+  "$plot" curve --out "$figs/loss_detection.svg" --key loss_cls+loss_bbox+loss_dfl \
+    --title "detection loss of the student (loss_cls + loss_bbox + loss_dfl), mean over seeds" "${args_loss[@]}"
+  "$plot" curve --out "$figs/loss_total.svg" --key loss \
+    --title "total training loss (detection + distillation terms), mean over seeds" "${args_loss[@]}"
+  "$plot" curve --out "$figs/ap.svg" --key bbox_mAP --scale 100 \
+    --title "validation AP at each evaluation, mean over seeds" "${args_ap[@]}"
+  [ -f "$root/teacher/done" ] &&
+    "$plot" curve --out "$figs/ap_teacher.svg" --key bbox_mAP --scale 100 --title "teacher: validation AP" \
+      "teacher=$root/teacher/logs/scalars.jsonl"
+  [ ${#args_pos[@]} -gt 0 ] &&
+    "$plot" curve --out "$figs/ap_positions.svg" --key bbox_mAP --scale 100 \
+      --title "CrossKD at head position i (seed 0): validation AP" "${args_pos[@]}"
+  kd_report_conflict_figure
+  echo "![detection loss](figures/loss_detection.svg) ![total loss](figures/loss_total.svg)"
+  echo
+  echo "![AP per evaluation](figures/ap.svg) ![CrossKD positions](figures/ap_positions.svg)"
+  echo
+  echo "![teacher AP](figures/ap_teacher.svg) ![conflict ratio](figures/conflict_ratio.svg)"
+  echo
+  kd_report_detections
+}
+
+kd_report_conflict_figure() { # the Fig. 3 ratio logged in the distilled runs (seed 0)
+  local m args=()
+  for m in "${methods[@]:1}"; do
+    [ -f "$root/$m-s0/done" ] && args+=("$m=$root/$m-s0/logs/scalars.jsonl")
+  done
+  [ ${#args[@]} -gt 0 ] || return 0
+  "$plot" curve --out "$figs/conflict_ratio.svg" --key conflict_ratio \
+    --title "target-conflict ratio |sigmoid(teacher) - target| > 0.5 over positives (seed 0)" "${args[@]}"
+}
+
+kd_report_detections() { # teacher / baseline / CrossKD detections on a few validation images
+  local t=$root/teacher/done b=$root/baseline-s0/done c=$root/crosskd-s0/done id
+  [ -f "$t" ] && [ -f "$b" ] && [ -f "$c" ] || { echo "(detection images need teacher, baseline-s0 and crosskd-s0)"; return 0; }
+  echo "Detections with score >= 0.3 on validation images; panels from left to right: ground"
+  echo "truth, teacher, baseline student (seed 0), CrossKD student (seed 0); colour = category."
+  echo
+  for id in $(kd_report_image_ids); do
+    "$plot" draw --gt "$data/annotations/instances_val.json" --images "$data/val" --image-id "$id" \
+      --score-thr 0.3 --out "$figs/detections_$id.png" \
+      "$(sed -n 's/^results //p' "$t")" "$(sed -n 's/^results //p' "$b")" "$(sed -n 's/^results //p' "$c")"
+    echo "![detections on image $id](figures/detections_$id.png)"
+    echo
+  done
+}
+
+kd_report_image_ids() { # the first four validation image ids (fixed by the dataset's seed)
+  grep -o '{"id": *[0-9]*, *"file_name"' "$data/annotations/instances_val.json" | head -4 | tr -dc '0-9\n'
+}
+
+kd_report_write() {
+  [ -d "$root" ] || { echo "nothing to report: $root does not exist" >&2; return 1; }
+  kd_report_collect
+  local block=$root/generated.md
+  {
+    echo "<!-- generated:begin (bench/distill/run.sh rewrites this part; $(date -u '+%Y-%m-%d %H:%M UTC')) -->"
+    echo
+    echo "### Methods (student GFL R18-layout base 16; teacher base 32), $(grep -c . "$root/ap.txt") finished runs"
+    echo
+    kd_report_method_table
+    echo
+    echo "### CrossKD position ablation (the paper's Table 1), seed 0"
+    echo
+    kd_report_position_table
+    echo
+    echo "### Figures"
+    echo
+    kd_report_figures
+    echo "### Runs: wall time and load"
+    echo
+    kd_report_timing
+    echo
+    echo "### Versions"
+    echo
+    kd_report_versions
+    echo
+    echo "### Commands"
+    echo
+    kd_report_commands
+    echo
+    echo "<!-- generated:end -->"
+  } > "$block"
+  kd_report_method_table
+  echo
+  kd_report_position_table
+  if [ -f "$results" ] && grep -q '^<!-- generated:begin' "$results"; then
+    awk -v blk="$block" '
+      /^<!-- generated:begin/ { while ((getline l < blk) > 0) print l; skip = 1; next }
+      /^<!-- generated:end/ { skip = 0; next }
+      !skip { print }' "$results" > "$results.tmp" && mv "$results.tmp" "$results"
+  else
+    { echo "# Distillation experiment"; echo; cat "$block"; } > "$results"
+  fi
+  echo "written: $results"
+}
