@@ -39,7 +39,7 @@ kd_report_method_table() { # the main table: one row per method, mean ± sd over
         printf "| %s | %d |", (m == "teacher" ? "teacher (not distilled)" : m), n[m];
         for (k = 4; k <= 9; k++) printf " %.1f ± %.1f |", s[m, k] / n[m], sd(m, k);
         printf " %.1f..%.1f |", lo[m], hi[m];
-        if (m != "teacher" && ("baseline" in n)) printf " %+.1f |\n", s[m, 4] / n[m] - s["baseline", 4] / n["baseline"];
+        if (m != "teacher" && m != "baseline" && ("baseline" in n)) printf " %+.1f |\n", s[m, 4] / n[m] - s["baseline", 4] / n["baseline"];
         else printf " |\n" } }' "$root/ap.txt"
 }
 
@@ -78,7 +78,7 @@ kd_report_versions() {
   for p in libdnnl-dev libopenblas0-pthread libopenblas-dev libturbojpeg0-dev libpng-dev libjansson-dev libyaml-dev libzstd-dev; do
     dpkg-query -W -f='${Package} ${Version}\n' "$p" 2>/dev/null | sed 's/^/- /' || true
   done
-  echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
+  echo "- machine: $(getconf _NPROCESSORS_ONLN) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 }
 
 kd_report_commands() {
@@ -87,7 +87,7 @@ kd_report_commands() {
   echo "crosskd-gen --out $data ${gen_args[*]}"
   local name
   for name in $(run_names); do
-    [ -f "$root/$name/done" ] && sed -n 's/^command //p' "$root/$name/done" | sed "s|^[^ ]*/crosskd-worker|crosskd-worker|"
+    [ -f "$root/$name/done" ] && sed -n 's/^command //p' "$root/$name/done" | sed "s|^[^ ]*/crosskd-worker|OMP_NUM_THREADS=1 crosskd-worker|"
   done
   echo "crosskd-eval $data/annotations/instances_val.json <run>/results/iter_<last>.bbox.json --json"
   echo '```'
@@ -122,12 +122,11 @@ kd_report_figures() { # draws the figures; prints their markdown
     "$plot" curve --out "$figs/ap_positions.svg" --key bbox_mAP --scale 100 \
       --title "CrossKD at head position i (seed 0): validation AP" "${args_pos[@]}"
   kd_report_conflict_figure
-  echo "![detection loss](figures/loss_detection.svg) ![total loss](figures/loss_total.svg)"
-  echo
-  echo "![AP per evaluation](figures/ap.svg) ![CrossKD positions](figures/ap_positions.svg)"
-  echo
-  echo "![teacher AP](figures/ap_teacher.svg) ![conflict ratio](figures/conflict_ratio.svg)"
-  echo
+  local f
+  for f in "loss_detection:detection loss" "loss_total:total loss" "ap:AP per evaluation" \
+           "ap_positions:CrossKD positions" "ap_teacher:teacher AP" "conflict_ratio:target-conflict ratio"; do
+    [ -f "$figs/${f%%:*}.svg" ] && printf '![%s](figures/%s.svg)\n\n' "${f#*:}" "${f%%:*}"
+  done
   kd_report_detections
 }
 
@@ -143,7 +142,7 @@ kd_report_conflict_figure() { # the Fig. 3 ratio logged in the distilled runs (s
 
 kd_report_detections() { # teacher / baseline / CrossKD detections on a few validation images
   local t=$root/teacher/done b=$root/baseline-s0/done c=$root/crosskd-s0/done id
-  [ -f "$t" ] && [ -f "$b" ] && [ -f "$c" ] || { echo "(detection images need teacher, baseline-s0 and crosskd-s0)"; return 0; }
+  [ -f "$t" ] && [ -f "$b" ] && [ -f "$c" ] || { printf '(detection images need teacher, baseline-s0 and crosskd-s0)\n\n'; return 0; }
   echo "Detections with score >= 0.3 on validation images; panels from left to right: ground"
   echo "truth, teacher, baseline student (seed 0), CrossKD student (seed 0); colour = category."
   echo
