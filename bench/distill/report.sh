@@ -159,6 +159,26 @@ kd_report_image_ids() { # the first four validation image ids (fixed by the data
   grep -o '{"id": *[0-9]*, *"file_name"' "$data/annotations/instances_val.json" | head -4 | tr -dc '0-9\n'
 }
 
+kd_report_loss_scales() { # logged loss terms, mean over the first and the last epoch, seed 0
+  local keys="loss_cls loss_bbox loss_dfl loss_cls_kd loss_reg_kd loss_feat_kd conflict_ratio" m k
+  printf '| run | epochs |'; for k in $keys; do printf ' %s |' "$k"; done; echo
+  printf '| --- | --- |'; for k in $keys; do printf ' ---: |'; done; echo
+  for m in teacher "${methods[@]}"; do
+    local f=$root/$m-s0/logs/scalars.jsonl
+    [ "$m" = teacher ] && f=$root/teacher/logs/scalars.jsonl
+    [ -f "$f" ] || continue
+    awk -v run="$m" -v keys="$keys" '
+      function get(k,   r) { if (match($0, "\"" k "\":[-0-9.eE+]+")) { r = substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); return r } return "" }
+      /"loss_cls"/ { e = get("epoch"); if (first == "") first = e; last = e; nk = split(keys, K, " ");
+        for (i = 1; i <= nk; i++) { v = get(K[i]); if (v == "") continue; s[e, i] += v; c[e, i]++ } }
+      END { printf "| %s | %s, %s |", run, first, last;
+        for (i = 1; i <= nk; i++) {
+          if (c[first, i] == 0) { printf " - |"; continue }
+          printf " %.3g -> %.3g |", s[first, i] / c[first, i], (c[last, i] ? s[last, i] / c[last, i] : 0) }
+        print "" }' "$f"
+  done
+}
+
 kd_report_write() {
   [ -d "$root" ] || { echo "nothing to report: $root does not exist" >&2; return 1; }
   kd_report_collect
@@ -173,6 +193,10 @@ kd_report_write() {
     echo "### CrossKD position ablation (the paper's Table 1), seed 0"
     echo
     kd_report_position_table
+    echo
+    echo "### Loss terms and the target-conflict ratio (seed 0; mean over the first -> the last epoch)"
+    echo
+    kd_report_loss_scales
     echo
     echo "### Figures"
     echo
