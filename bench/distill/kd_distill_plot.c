@@ -12,7 +12,8 @@
 static void usage(FILE *f)
 {
     fputs("usage: kd-distill-plot curve --out F.svg --key K[+K2...] [--scale S] [--title T] LABEL=FILE[,FILE...] ...\n"
-          "       kd-distill-plot draw --gt GT.json --images DIR --image-id ID --out F.png [--score-thr T] RESULTS.json ...\n"
+          "       kd-distill-plot draw --gt GT.json --images DIR --image-id ID --out F.png [--score-thr T] [--max-dets N]\n"
+          "                            RESULTS.json ...\n"
           "curve: a logged scalar (scalars.jsonl) against the iteration, one line per LABEL (mean of its files).\n"
           "draw:  the ground truth and each results file's detections on one image, side by side.\n",
           f);
@@ -101,6 +102,10 @@ static int main_draw(int argc, char **argv)
             rc = parse_double(a, argv[++i], &v) ? 2 : 0;
             c.image_id = (long long)v;
         } else if (!strcmp(a, "--score-thr") && has) rc = parse_double(a, argv[++i], &c.score_thr) ? 2 : 0;
+        else if (!strcmp(a, "--max-dets") && has) {
+            rc = parse_double(a, argv[++i], &v) || v < 0 ? 2 : 0;
+            c.max_dets = (int)v;
+        }
         else if (a[0] == '-') {
             fprintf(stderr, "kd-distill-plot draw: unknown or incomplete option '%s'\n", a);
             rc = 2;

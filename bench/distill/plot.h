@@ -7,9 +7,10 @@
  *       several files for one LABEL (seeds) the line is their mean at the iterations every
  *       file has. When an iteration is logged twice (a resumed run), the later value counts.
  *   kd-distill-plot draw --gt GT.json --images DIR --image-id ID --out F.png [--score-thr T]
- *                        RESULTS.json ...
+ *                        [--max-dets N] RESULTS.json ...
  *       one validation image drawn as panels side by side: the ground truth, then the
- *       detections of each COCO results file with score >= T; box colour = category.
+ *       detections of each COCO results file with score >= T (default 0.3), at most the N
+ *       best of them (default 0: all); box colour = category.
  *
  * Conventions: the SVG is plain SVG 1.1 text, 760x460 user units; the PNG is 8-bit RGB.
  * Bad input (unreadable file, a line that is not JSON, an unknown image id) is reported
@@ -46,6 +47,7 @@ typedef struct kd_plot_draw_cfg {
     const char *gt_path, *images_dir, *out_path;
     long long image_id;
     double score_thr;
+    int max_dets;         /* the best max_dets boxes per panel; 0 = all */
     const char **results; /* COCO results files, one panel each after the ground truth */
     int n_results;
 } kd_plot_draw_cfg;

@@ -4,7 +4,7 @@
  * ground truth with the COCO annotation reader and each detector's boxes with the COCO
  * results reader (proto/coco_json.h). The output is 1 + n_results panels side by side, 8
  * white pixels apart: the ground truth (crowd boxes dashed), then each results file's boxes
- * with score >= score_thr, drawn over the detection in decreasing score order so the
+ * with score >= score_thr (only the max_dets best when max_dets > 0), drawn over the detection in decreasing score order so the
  * strongest box is on top. Every panel is the image enlarged by an integer factor so that it
  * is at least 384 pixels high (nearest neighbour), boxes are 2 pixels wide in the enlarged
  * image, and a box's colour is its category's (the order of the GT file's categories).
@@ -79,16 +79,17 @@ static int det_score_cmp(const void *a, const void *b)
 }
 
 /* One results file's boxes of the image, weakest first (so the strongest is drawn last). */
-static kd_status draw_results(canvas *c, int ox, int s, const kd_coco_file *gt, const char *path, long long id,
-                              double thr, kd_err *err)
+static kd_status draw_results(canvas *c, int ox, int s, const kd_coco_file *gt, const char *path,
+                              const kd_plot_draw_cfg *cfg, kd_err *err)
 {
     kd_coco_det *d = NULL;
     size_t n = 0;
     if (kd_coco_results_load(path, &d, &n, err)) return err->code;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (d[i].image_id == id && d[i].score >= thr) d[m++] = d[i];
+        if (d[i].image_id == cfg->image_id && d[i].score >= cfg->score_thr) d[m++] = d[i];
     qsort(d, m, sizeof *d, det_score_cmp);
+    if (cfg->max_dets > 0 && m > (size_t)cfg->max_dets) m = (size_t)cfg->max_dets;
     for (size_t i = m; i-- > 0;) draw_box(c, ox, s, d[i].bbox, cat_colour(gt, d[i].category_id), 0);
     free(d);
     return KD_OK;
@@ -140,8 +141,7 @@ kd_status kd_plot_draw_run(const kd_plot_draw_cfg *cfg, kd_err *err)
             if (gt.anns[i].image_id == cfg->image_id)
                 draw_box(&c, 0, s, gt.anns[i].bbox, cat_colour(&gt, gt.anns[i].category_id), gt.anns[i].iscrowd);
         for (int r = 0; !st && r < cfg->n_results; r++)
-            st = draw_results(&c, (r + 1) * (pw + PANEL_GAP), s, &gt, cfg->results[r], cfg->image_id,
-                              cfg->score_thr, err);
+            st = draw_results(&c, (r + 1) * (pw + PANEL_GAP), s, &gt, cfg->results[r], cfg, err);
         if (!st) st = png_write(cfg->out_path, &c, err);
     }
     free(c.rgb);

@@ -143,12 +143,14 @@ kd_report_conflict_figure() { # the Fig. 3 ratio logged in the distilled runs (s
 kd_report_detections() { # teacher / baseline / CrossKD detections on a few validation images
   local t=$root/teacher/done b=$root/baseline-s0/done c=$root/crosskd-s0/done id
   [ -f "$t" ] && [ -f "$b" ] && [ -f "$c" ] || { printf '(detection images need teacher, baseline-s0 and crosskd-s0)\n\n'; return 0; }
-  echo "Detections with score >= 0.3 on validation images; panels from left to right: ground"
-  echo "truth, teacher, baseline student (seed 0), CrossKD student (seed 0); colour = category."
+  echo "The 10 best detections with score >= 0.1 on validation images (GFL's scores are localisation"
+  echo "quality estimates and stay below about 0.3 for models this weak); panels from left to right:"
+  echo "ground truth (crowd boxes dashed), teacher, baseline student (seed 0), CrossKD student (seed 0);"
+  echo "colour = category."
   echo
   for id in $(kd_report_image_ids); do
     "$plot" draw --gt "$data/annotations/instances_val.json" --images "$data/val" --image-id "$id" \
-      --score-thr 0.3 --out "$figs/detections_$id.png" \
+      --score-thr 0.1 --max-dets 10 --out "$figs/detections_$id.png" \
       "$(sed -n 's/^results //p' "$t")" "$(sed -n 's/^results //p' "$b")" "$(sed -n 's/^results //p' "$c")"
     echo "![detections on image $id](figures/detections_$id.png)"
     echo
