@@ -168,7 +168,7 @@ kd_report_loss_scales() { # logged loss terms, mean over the first and the last 
   for m in teacher "${methods[@]}"; do
     local f=$root/$m-s0/logs/scalars.jsonl
     [ "$m" = teacher ] && f=$root/teacher/logs/scalars.jsonl
-    [ -f "$f" ] || continue
+    [ -f "$(dirname "$(dirname "$f")")/done" ] || continue
     awk -v run="$m" -v keys="$keys" '
       function get(k,   r) { if (match($0, "\"" k "\":[-0-9.eE+]+")) { r = substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); return r } return "" }
       /"loss_cls"/ { e = get("epoch"); if (first == "") first = e; last = e; nk = split(keys, K, " ");
@@ -178,6 +178,28 @@ kd_report_loss_scales() { # logged loss terms, mean over the first and the last 
           if (c[first, i] == 0) { printf " - |"; continue }
           printf " %.3g -> %.3g |", s[first, i] / c[first, i], (c[last, i] ? s[last, i] / c[last, i] : 0) }
         print "" }' "$f"
+  done
+}
+
+kd_report_conflict_sweep() { # Fig. 3: the conflict ratio of this teacher at several thresholds
+  # The ratio depends only on the teacher and on ATSS's assignment (which does not look at the
+  # predictions), so it is measured once: 25 steps of lr 0 over the first 100 training images.
+  [ -f "$root/teacher/done" ] || return 0
+  echo "| threshold | conflicting / positive anchors |"
+  echo "| ---: | ---: |"
+  local thr wd
+  for thr in 0.1 0.2 0.3 0.5; do
+    wd=$root/conflict-thr$thr
+    if [ ! -f "$wd/logs/scalars.jsonl" ] || [ "$(grep -c conflict_ratio "$wd/logs/scalars.jsonl")" != 25 ]; then
+      rm -rf "$wd"
+      "$bin/crosskd-worker" conf/default/student.yaml --set threads=1 --set "data_root=$data" --set "work_dir=$wd" \
+        --set "teacher_ckpt=$root/teacher/final.safetensors" --set model.kd_cfg.log_conflict_ratio=true \
+        --set "model.kd_cfg.conflict_threshold=$thr" --set optim_wrapper.optimizer.lr=0 --set train_cfg.max_iters=25 \
+        --set default_hooks.logger.interval=1 --set train_cfg.val_interval=0 \
+        --set default_hooks.checkpoint.interval=1000 > "$wd.log" 2>&1 || { echo "| $thr | failed (see $wd.log) |"; continue; }
+    fi
+    grep -o '"conflict_ratio":[0-9.e+-]*' "$wd/logs/scalars.jsonl" | cut -d: -f2 |
+      awk -v t="$thr" '{ s += $1; n++ } END { printf "| %s | %.3f |\n", t, s / n }'
   done
 }
 
@@ -199,6 +221,10 @@ kd_report_write() {
     echo "### Loss terms and the target-conflict ratio (seed 0; mean over the first -> the last epoch)"
     echo
     kd_report_loss_scales
+    echo
+    echo "### The teacher's target conflict (paper Fig. 3) at several thresholds"
+    echo
+    kd_report_conflict_sweep
     echo
     echo "### Figures"
     echo
