@@ -43,6 +43,20 @@ kd_report_method_table() { # the main table: one row per method, mean ± sd over
         else printf " |\n" } }' "$root/ap.txt"
 }
 
+kd_report_seed_table() { # AP of every run, one column per seed
+  printf '| method |'; for s in "${seeds[@]}"; do printf ' seed %s |' "$s"; done; echo
+  printf '| --- |'; for s in "${seeds[@]}"; do printf ' ---: |'; done; echo
+  local m s ap
+  for m in "${methods[@]}"; do
+    printf '| %s |' "$m"
+    for s in "${seeds[@]}"; do
+      ap=$(awk -v r="$m-s$s" '$1 == r { print $4 }' "$root/ap.txt")
+      printf ' %s |' "${ap:--}"
+    done
+    echo
+  done
+}
+
 kd_report_position_table() { # Table 1: CrossKD at head position i, seed 0
   echo "| i | AP | AP50 | AP75 | APs | APm | APl |"
   echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -121,23 +135,12 @@ kd_report_figures() { # draws the figures; prints their markdown
   [ ${#args_pos[@]} -gt 0 ] &&
     "$plot" curve --out "$figs/ap_positions.svg" --key bbox_mAP --scale 100 \
       --title "CrossKD at head position i (seed 0): validation AP" "${args_pos[@]}"
-  kd_report_conflict_figure
   local f
   for f in "loss_detection:detection loss" "loss_total:total loss" "ap:AP per evaluation" \
-           "ap_positions:CrossKD positions" "ap_teacher:teacher AP" "conflict_ratio:target-conflict ratio"; do
+           "ap_positions:CrossKD positions" "ap_teacher:teacher AP"; do
     [ -f "$figs/${f%%:*}.svg" ] && printf '![%s](figures/%s.svg)\n\n' "${f#*:}" "${f%%:*}"
   done
   kd_report_detections
-}
-
-kd_report_conflict_figure() { # the Fig. 3 ratio logged in the distilled runs (seed 0)
-  local m args=()
-  for m in "${methods[@]:1}"; do
-    [ -f "$root/$m-s0/done" ] && args+=("$m=$root/$m-s0/logs/scalars.jsonl")
-  done
-  [ ${#args[@]} -gt 0 ] || return 0
-  "$plot" curve --out "$figs/conflict_ratio.svg" --key conflict_ratio \
-    --title "target-conflict ratio |sigmoid(teacher) - target| > 0.5 over positives (seed 0)" "${args[@]}"
 }
 
 kd_report_detections() { # teacher / baseline / CrossKD detections on a few validation images
@@ -213,6 +216,10 @@ kd_report_write() {
     echo "### Methods (student GFL R18-layout base 16; teacher base 32), $(grep -c . "$root/ap.txt") finished runs"
     echo
     kd_report_method_table
+    echo
+    echo "AP of each run:"
+    echo
+    kd_report_seed_table
     echo
     echo "### CrossKD position ablation (the paper's Table 1), seed 0"
     echo
