@@ -61,11 +61,11 @@ void kd_crosskd_forward(kd_distiller *d, const kd_model *st)
             be->channel_stats(be, hs, te->held[l][t], mt, sdt);
             be->align_scale_fwd(be, hs, src, mt, sdt, al, ms, ss);
             if (idx > 0) be->relu_fwd(be, e, al, al);
-            float *abuf = kd_dbuf_get(be, &x->acts, kd_gfl_tower_acts_elems(&te->head, hs, idx));
-            kd_gfl_tower_acts_bind(&te->head, hs, idx, abuf, &x->a);
+            float *abuf = kd_dbuf_get(be, &x->acts, kd_head_tower_acts_elems(&te->head, hs, idx));
+            kd_head_tower_acts_bind(&te->head, hs, idx, abuf, &x->a);
             size_t pe = (size_t)hs.n * (t == KD_TOWER_CLS ? d->K : 4 * d->R1) * hw;
             float *pred = kd_dbuf_get(be, &x->pred, pe);
-            kd_gfl_tower_fwd(be, &te->head, &te->params, t, l, idx, hs, al, &x->a, pred);
+            kd_head_tower_fwd(be, &te->head, &te->params, t, l, idx, hs, al, &x->a, pred, NULL);
             kd_distill_to_host(d, t == KD_TOWER_CLS ? &d->sc[l] : &d->sr[l], pred, pe);
         }
     }
@@ -90,8 +90,8 @@ void kd_crosskd_backward(kd_distiller *d, kd_model *st)
             if (se < e) se = e;
             float *s0 = kd_dbuf_get(be, &d->s0, se), *s1 = kd_dbuf_get(be, &d->s1, se);
             float *dal = kd_dbuf_get(be, &d->dal, e);
-            kd_gfl_tower_bwd(be, &te->head, &te->params, t, l, idx, hs, x->al.p, &x->a, dpred, dal, 0, 0, -1, NULL,
-                             s0, s1);
+            kd_head_tower_bwd(be, &te->head, &te->params, t, l, idx, hs, x->al.p, &x->a, dpred, NULL, dal, 0, 0, -1,
+                              NULL, s0, s1);
             if (idx > 0) be->relu_bwd(be, e, x->al.p, dal, dal, 0);
             float *stats = x->stats.p;
             const float *src = d->has_adapter ? x->ad.p : st->held[l][t];

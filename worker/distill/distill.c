@@ -86,6 +86,9 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
                        m->kd_cfg.reused_teacher_head_idx, m->bbox_head.stacked_convs);
     if (m->bbox_head.reg_max + 1 > 64)
         return kd_errf(err, KD_EINVAL, "bbox_head.reg_max %lld: distillation supports at most 63", m->bbox_head.reg_max);
+    if (m->bbox_head.type != KD_DET_GFL)
+        return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type %s: distillation is implemented for GFLHead students only",
+                       kd_head_type_name(m->bbox_head.type));
     if (!cfg->teacher_config[0]) return kd_errf(err, KD_EINVAL, "teacher_config: distillation needs the teacher's config");
     return KD_OK;
 }
@@ -95,7 +98,8 @@ static kd_status check_pair(const kd_model_cfg *s, const kd_model_cfg *t, int me
                             kd_err *err)
 {
     const char *what = NULL;
-    if (t->bbox_head.num_classes != s->bbox_head.num_classes) what = "bbox_head.num_classes";
+    if (t->bbox_head.type != KD_DET_GFL) what = "bbox_head.type (only GFLHead teachers are implemented)";
+    else if (t->bbox_head.num_classes != s->bbox_head.num_classes) what = "bbox_head.num_classes";
     else if (t->bbox_head.reg_max != s->bbox_head.reg_max) what = "bbox_head.reg_max";
     else if (t->neck.num_outs != s->neck.num_outs) what = "neck.num_outs";
     else if (t->bbox_head.strides.n != s->bbox_head.strides.n) what = "bbox_head.anchor_generator.strides";
@@ -238,11 +242,11 @@ static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
     }
 }
 
-static void conflict_counts(const kd_distiller *d, int n, const kd_gfl_loss *ls, kd_distill_terms *out)
+static void conflict_counts(const kd_distiller *d, int n, const kd_det_loss *ls, kd_distill_terms *out)
 {
     double conflicts = 0, positives = 0;
     for (int i = 0; i < n; i++) {
-        const int *label = kd_gfl_loss_assigned(ls, i);
+        const int *label = kd_det_loss_assigned(ls, i);
         for (int l = 0; l < d->L; l++) {
             size_t hw = (size_t)d->g.h[l] * d->g.w[l];
             for (int y = 0; y < d->vh[l][i]; y++)
@@ -315,7 +319,7 @@ static void route_feat_to_held(kd_distiller *d, kd_model *st)
     st->use_d_held = 1;
 }
 
-void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
+void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_det_loss *ls, double P,
                           kd_distill_terms *out)
 {
     memset(out, 0, sizeof *out);
@@ -346,8 +350,8 @@ static void backward_with_feat(kd_distiller *d, kd_model *m)
     for (int l = 0; l < m->fpn.num_outs; l++) {
         for (int t = 0; t < 2; t++) {
             float *dp = t == KD_TOWER_CLS ? m->d_cls[l] : m->d_reg[l];
-            kd_gfl_tower_bwd(be, &m->head, &m->params, t, l, 0, m->fpn.out_s[l], m->fpn.out[l], &m->acts[l][t], dp,
-                             m->fpn.d_out[l], t, 1, hold, hold > 0 ? m->d_held[l][t] : NULL, m->g[0], m->g[1]);
+            kd_head_tower_bwd(be, &m->head, &m->params, t, l, 0, m->fpn.out_s[l], m->fpn.out[l], &m->acts[l][t], dp,
+                              m->d_ctr[l], m->fpn.d_out[l], t, 1, hold, hold > 0 ? m->d_held[l][t] : NULL, m->g[0], m->g[1]);
             if (hold == 0) be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, m->d_held[l][t], m->fpn.d_out[l]);
         }
         if (l < d->feat_levels)

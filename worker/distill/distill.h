@@ -5,12 +5,12 @@
  * arenas, activations shared except its outputs and held features; weights from
  * teacher_ckpt, architecture from the model section of teacher_config; never saved with the
  * student) and the method's workspace. Per step, after the student's forward and
- * kd_gfl_loss_compute (which overwrites the student's d_cls / d_reg):
+ * kd_det_loss_compute (which overwrites the student's d_cls / d_reg):
  *
  *   kd_distiller_teacher_forward(d, img, n, h, w)    teacher on the same batch tensor
- *   (student forward, kd_gfl_loss_prepare)
+ *   (student forward, kd_det_loss_prepare)
  *   kd_distiller_forward(d, student, gts)            cross-head branch (crosskd)
- *   (all-reduce of [num_pos, W], kd_gfl_loss_compute)
+ *   (all-reduce of [num_pos, W], kd_det_loss_compute)
  *   kd_distiller_compute(d, student, ls, P, &terms)
  *       KD losses (values in terms, already weighted and normalised) and their gradients:
  *       crosskd   -> the student's held-feature gradient (student->d_held, use_d_held = 1):
@@ -71,10 +71,10 @@ kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n,
  * (crosskd: the cross-head branch) and host copies for the losses. gts: the batch's images
  * (their valid areas). */
 void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_image_gt *gts);
-/* After kd_gfl_loss_compute: the KD losses and their gradients into the student (see
+/* After kd_det_loss_compute: the KD losses and their gradients into the student (see
  * above). ls: the student's loss (its assignment feeds the conflict ratio); P: the reduced
  * QFL normaliser. */
-void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
+void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_det_loss *ls, double P,
                           kd_distill_terms *out);
 
 /* The adapter's parameter table, or NULL when the method has nothing trainable. */

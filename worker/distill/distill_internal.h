@@ -37,7 +37,7 @@ typedef struct kd_cross_lt {
     kd_shape hs;                 /* the aligned feature's (teacher channels with the adapter) */
     kd_dbuf ad;                  /* adapter output (adapter on) */
     kd_dbuf al, stats, acts, pred;
-    kd_gfl_tower_acts a;
+    kd_head_tower_acts a;
 } kd_cross_lt;
 
 struct kd_distiller {
@@ -85,10 +85,10 @@ void kd_pred_mimic_backward(kd_distiller *d, kd_model *st);
 
 /* bckd.c: BCKD's two terms on the student's outputs into d->dc / d->dr (ls: positives per
  * level) */
-void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, double P, kd_distill_terms *out);
+void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_det_loss *ls, double P, kd_distill_terms *out);
 
 /* ld.c: LD's main and VLR localisation KD and main class KD into d->dc / d->dr */
-void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, kd_distill_terms *out);
+void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_det_loss *ls, kd_distill_terms *out);
 
 /* rm_pfi.c: RM into d->dc, PFI into d->feat_grad */
 void kd_rm_pfi_compute(kd_distiller *d, const kd_model *st, kd_distill_terms *out);

@@ -1,5 +1,5 @@
 /* test_inference.c — GFL inference: class-aware NMS on hand-made cases (IoU exactly at the
- * threshold is kept, other classes never suppress, order by score), and kd_gfl_predict on
+ * threshold is kept, other classes never suppress, order by score), and kd_det_predict on
  * the fixtures against ref_gfl.predict (score threshold, top nms_pre, decode, clip to the
  * image, rescale by per-image factors, NMS 0.6, max_per_img): same count and labels, boxes
  * within 1e-3 px (float32 integral and decode against float64), scores within 1e-5.
@@ -87,7 +87,7 @@ static void predict_fixture(const char *name)
     double worst_box = 0, worst_score = 0;
     for (int i = 0; i < 2; i++) {
         kd_det dets[100];
-        int n = kd_gfl_predict(m, i, ish[2 * i], ish[2 * i + 1], scales[i][0], scales[i][1], dets);
+        int n = kd_det_predict(m, i, ish[2 * i], ish[2 * i + 1], scales[i][0], scales[i][1], dets);
         char k[64];
         snprintf(k, sizeof k, "det.scores.%d", i);
         const kd_tf_tensor *rs = kd_tfile_get(&ref, k);

@@ -69,19 +69,19 @@ static void train(void)
     }
     float *dimg = be->alloc(be, sizeof(float) * N * 3 * S * S);
     be->copy_from_host(be, dimg, img, sizeof(float) * N * 3 * S * S);
-    kd_gfl_loss *ls = kd_gfl_loss_create(m);
+    kd_det_loss *ls = kd_det_loss_create(m);
     kd_sgd_cfg sgd = {0.9, 1e-4};
     double first = 0, last = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int step = 0; step < STEPS; step++) {
         KD_REQUIRE(kd_model_forward(m, dimg, N, S, S, &err) == KD_OK);
-        kd_gfl_loss_stats st;
-        KD_REQUIRE(kd_gfl_loss_prepare(ls, m, gts, &st, &err) == KD_OK);
+        kd_det_loss_stats st;
+        KD_REQUIRE(kd_det_loss_prepare(ls, m, gts, &st, &err) == KD_OK);
         double P, W;
-        kd_gfl_loss_normalisers(&st, 1, &P, &W);
-        kd_gfl_losses lo;
-        kd_gfl_loss_compute(ls, m, P, W, 1.0, &lo);
+        kd_det_loss_normalisers(&st, 1, &P, &W);
+        kd_det_losses lo;
+        kd_det_loss_compute(ls, m, P, W, 1.0, &lo);
         double total = lo.loss_cls + lo.loss_bbox + lo.loss_dfl;
         if (step == 0) first = total;
         last = total;
@@ -101,7 +101,7 @@ static void train(void)
     int count = 0;
     for (int i = 0; i < N; i++) {
         kd_det d[100];
-        int nd = kd_gfl_predict(m, i, S, S, 1.0, 1.0, d);
+        int nd = kd_det_predict(m, i, S, S, 1.0, 1.0, d);
         KD_EXPECT(nd > 0);
         if (nd <= 0) continue;
         double top = 0;
@@ -119,7 +119,7 @@ static void train(void)
         KD_EXPECT_MSG(top >= 0.5, "image %d: top detection IoU %.3f", i, top);
     }
     KD_EXPECT_MSG(sum / count >= 0.6, "mean best IoU %.3f", sum / count);
-    kd_gfl_loss_destroy(ls);
+    kd_det_loss_destroy(ls);
     be->free(be, dimg);
     free(img);
     kd_model_destroy(m);
