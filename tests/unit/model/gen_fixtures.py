@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ref_gfl as R  # noqa: E402
+import ref_atss as RA  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures', 'model')
@@ -33,21 +34,25 @@ def base_cfg(**kw):
              num_classes=3, stacked=2, feat=8, gn_groups=4, reg_max=16,
              strides=[8, 16, 32, 64, 128], octave=8, topk=9, pad_div=32,
              beta=2.0, w_cls=1.0, w_bbox=2.0, w_dfl=0.25,
-             score_thr=0.05, nms_pre=1000, nms_iou=0.6, max_per_img=100, min_bbox_size=0)
+             score_thr=0.05, nms_pre=1000, nms_iou=0.6, max_per_img=100, min_bbox_size=0,
+             head='gfl', gamma=2.0, alpha=0.25, stds=[0.1, 0.1, 0.2, 0.2], w_ctr=1.0)
     c.update(kw)
     return c
 
 
 def yaml_of(c, teacher=None, idx=None):
-    s = ('# tiny GFL for the model tests (written by tests/unit/model/gen_fixtures.py)\n'
-         'threads: 2\nmodel:\n'
-         '  backbone: {depth: %d, base_channels: %d, frozen_stages: %d}\n'
+    name = {'gfl': ('GFL', 'GFLHead'), 'atss': ('ATSS', 'ATSSHead')}[c['head']]
+    s = ('# tiny %s for the model tests (written by tests/unit/model/gen_fixtures.py)\n'
+         'threads: 2\nmodel:\n' % name[0])
+    if c['head'] != 'gfl':
+        s += '  type: %s\n' % name[0]
+    s += ('  backbone: {depth: %d, base_channels: %d, frozen_stages: %d}\n'
          '  neck: {out_channels: %d, start_level: %d, num_outs: %d, add_extra_convs: on_output}\n'
-         '  bbox_head:\n    num_classes: %d\n    stacked_convs: %d\n    feat_channels: %d\n'
+         '  bbox_head:\n%s    num_classes: %d\n    stacked_convs: %d\n    feat_channels: %d\n'
          '    reg_max: %d\n    norm_cfg: {num_groups: %d}\n'
          '    anchor_generator: {octave_base_scale: %d, strides: %s}\n'
          % (c['depth'], c['base'], c['frozen_stages'], c['fpn_out'], c['start_level'],
-            c['num_outs'], c['num_classes'], c['stacked'], c['feat'], c['reg_max'],
+            c['num_outs'], '    type: %s\n' % name[1] if c['head'] != 'gfl' else '', c['num_classes'], c['stacked'], c['feat'], c['reg_max'],
             c['gn_groups'], c['octave'], c['strides']))
     if idx is not None:
         s += '  kd_cfg: {method: crosskd, reused_teacher_head_idx: %d}\n' % idx
@@ -81,10 +86,10 @@ def random_weights(cfg, seed):
         elif len(shape) == 4:
             fan_in = shape[1] * shape[2] * shape[3]
             std = (2.0 / fan_in) ** 0.5
-            if k.startswith('bbox_head.gfl_reg'):
+            if k.startswith('bbox_head.gfl_reg') or k.startswith('bbox_head.atss_reg'):
                 std *= 0.5
             v = std * rn(*shape)
-        elif k.endswith('gfl_cls.bias'):
+        elif k.endswith('gfl_cls.bias') or k.endswith('atss_cls.bias'):
             v = -2.0 + 0.3 * rn(*shape)
         elif k.endswith('.weight'):  # BN / GN gamma
             v = ru(0.5, 1.5, *shape)
@@ -125,16 +130,24 @@ def run(name, cfg, seed, teacher=None, idx=None):
         t = torch.from_numpy(np.array(v)).double()
         p[k] = t.requires_grad_(shapes[k][1])
     img = torch.from_numpy(batch['img']).double()
-    cls, reg, held = R.forward(p, cfg, img, idx if idx is not None else -1)
+    atss = cfg['head'] == 'atss'
+    ctr = [] if atss else None
+    cls, reg, held = R.forward(p, cfg, img, idx if idx is not None else -1, ctr)
     gts = [(torch.from_numpy(batch['gt_bboxes.%d' % i]), torch.from_numpy(batch['gt_labels.%d' % i]))
            for i in range(2)]
-    losses, labels = R.gfl_loss(cfg, cls, reg, [tuple(s) for s in batch['img_shape']], gts)
+    shp = [tuple(s) for s in batch['img_shape']]
+    if atss:
+        losses, labels = RA.atss_loss(cfg, cls, reg, ctr, shp, gts)
+    else:
+        losses, labels = R.gfl_loss(cfg, cls, reg, shp, gts)
     losses['loss'].backward()
     exp = {}
     for l in range(len(cls)):
         exp['student.cls.%d' % l] = cls[l].detach().float().numpy()
         exp['student.reg.%d' % l] = reg[l].detach().float().numpy()
-    for k in ('loss_cls', 'loss_bbox', 'loss_dfl', 'loss'):
+        if atss:
+            exp['student.ctr.%d' % l] = ctr[l].detach().float().numpy()
+    for k in losses:
         exp['loss.' + k] = np.array(float(losses[k]), np.float32).reshape(())
     for k, t in p.items():
         if t.requires_grad:
@@ -143,8 +156,12 @@ def run(name, cfg, seed, teacher=None, idx=None):
         exp['atss.labels.%d' % i] = lab.numpy().astype(np.int32)
     with torch.no_grad():
         for i, hw in enumerate(batch['img_shape']):
-            b, sc, lb = R.predict(cfg, [c.detach() for c in cls], [r.detach() for r in reg], i,
-                                  tuple(int(v) for v in hw), SCALES[i])
+            hw = tuple(int(v) for v in hw)
+            dc, dr = [c.detach() for c in cls], [r.detach() for r in reg]
+            if atss:
+                b, sc, lb = RA.predict(cfg, dc, dr, [c.detach() for c in ctr], i, hw, SCALES[i])
+            else:
+                b, sc, lb = R.predict(cfg, dc, dr, i, hw, SCALES[i])
             exp['det.boxes.%d' % i] = b.float().numpy().reshape(-1, 4)
             exp['det.scores.%d' % i] = sc.float().numpy()
             exp['det.labels.%d' % i] = lb.numpy().astype(np.int32)
@@ -206,6 +223,12 @@ def main():
     with open(os.path.join(OUT, 'r50.yaml'), 'w') as f:
         f.write(yaml_of(b))
     run('r50', b, 3)
+    # ATSS: the r18 layout with an ATSS head (frozen stem and layer1); GN of 2 groups of 4
+    # channels, so the 1x1 level's GN still passes a gradient (2 values per group would not)
+    c = base_cfg(head='atss', num_classes=3, stacked=2, gn_groups=2)
+    with open(os.path.join(OUT, 'atss.yaml'), 'w') as f:
+        f.write(yaml_of(c))
+    run('atss', c, 5)
 
 
 if __name__ == '__main__':

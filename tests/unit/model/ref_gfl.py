@@ -108,18 +108,24 @@ def param_shapes(cfg):
         out['neck.fpn_convs.%d.conv.weight' % i] = ((C, C, 3, 3), True)
         out['neck.fpn_convs.%d.conv.bias' % i] = ((C,), True)
     Fc, R1, K = cfg['feat'], cfg['reg_max'] + 1, cfg['num_classes']
+    head = cfg.get('head', 'gfl')
     for t in ('cls', 'reg'):
         for j in range(cfg['stacked']):
             out['bbox_head.%s_convs.%d.conv.weight' % (t, j)] = ((Fc, C if j == 0 else Fc, 3, 3), True)
             out['bbox_head.%s_convs.%d.gn.weight' % (t, j)] = ((Fc,), True)
             out['bbox_head.%s_convs.%d.gn.bias' % (t, j)] = ((Fc,), True)
-    out['bbox_head.gfl_cls.weight'] = ((K, Fc, 3, 3), True)
-    out['bbox_head.gfl_cls.bias'] = ((K,), True)
-    out['bbox_head.gfl_reg.weight'] = ((4 * R1, Fc, 3, 3), True)
-    out['bbox_head.gfl_reg.bias'] = ((4 * R1,), True)
+    out['bbox_head.%s_cls.weight' % head] = ((K, Fc, 3, 3), True)
+    out['bbox_head.%s_cls.bias' % head] = ((K,), True)
+    RC = 4 * R1 if head == 'gfl' else 4
+    out['bbox_head.%s_reg.weight' % head] = ((RC, Fc, 3, 3), True)
+    out['bbox_head.%s_reg.bias' % head] = ((RC,), True)
+    if head == 'atss':
+        out['bbox_head.atss_centerness.weight'] = ((1, Fc, 3, 3), True)
+        out['bbox_head.atss_centerness.bias'] = ((1,), True)
     for l in range(cfg['num_outs']):
         out['bbox_head.scales.%d.scale' % l] = ((), True)
-    out['bbox_head.integral.project'] = ((R1,), False)
+    if head == 'gfl':
+        out['bbox_head.integral.project'] = ((R1,), False)
     return out
 
 
@@ -170,9 +176,11 @@ def fpn(p, cfg, feats):
     return outs
 
 
-def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1):
+def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1, ctr=None):
     """Blocks first..S-1 (conv, GN, ReLU) and the prediction conv; held[...] gets the
-    post-ReLU output of block hold_idx (1-based; 0 = the input)."""
+    post-ReLU output of block hold_idx (1-based; 0 = the input); ctr[...] gets the ATSS
+    centerness logits (reg tower)."""
+    head = cfg.get('head', 'gfl')
     if hold_idx == 0 and held is not None:
         held.append(x)
     for j in range(first, cfg['stacked']):
@@ -183,18 +191,21 @@ def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1):
         if held is not None and j + 1 == hold_idx:
             held.append(x)
     if t == 'cls':
-        return F.conv2d(x, p['bbox_head.gfl_cls.weight'], p['bbox_head.gfl_cls.bias'], 1, 1)
-    return F.conv2d(x, p['bbox_head.gfl_reg.weight'], p['bbox_head.gfl_reg.bias'], 1, 1) * \
+        return F.conv2d(x, p['bbox_head.%s_cls.weight' % head], p['bbox_head.%s_cls.bias' % head], 1, 1)
+    if head == 'atss' and ctr is not None:
+        ctr.append(F.conv2d(x, p['bbox_head.atss_centerness.weight'], p['bbox_head.atss_centerness.bias'], 1, 1))
+    return F.conv2d(x, p['bbox_head.%s_reg.weight' % head], p['bbox_head.%s_reg.bias' % head], 1, 1) * \
         p['bbox_head.scales.%d.scale' % level]
 
 
-def forward(p, cfg, img, hold_idx=-1):
+def forward(p, cfg, img, hold_idx=-1, ctr=None):
+    """Head outputs per level; with a list ctr, the centerness logits are appended to it."""
     feats = fpn(p, cfg, resnet(p, cfg, img))
     cls, reg, held = [], [], []
     for l, x in enumerate(feats):
         hc, hr = [], []
         cls.append(tower(p, cfg, 'cls', x, l, 0, hc, hold_idx))
-        reg.append(tower(p, cfg, 'reg', x, l, 0, hr, hold_idx))
+        reg.append(tower(p, cfg, 'reg', x, l, 0, hr, hold_idx, ctr))
         held.append((hc[0] if hc else None, hr[0] if hr else None))
     return cls, reg, held
 
@@ -313,16 +324,13 @@ def dfl(pred, target):
     return F.cross_entropy(pred, dl, reduction='none') * wl + F.cross_entropy(pred, dr, reduction='none') * wr
 
 
-def gfl_loss(cfg, cls, reg, img_shapes, gts, world_P=None, world_W=None):
-    """Student GFL losses. gts: list of (boxes float32 (M,4), labels int (M,)).
-    Returns dict of losses, and the assignment labels per image (A,)."""
-    N = cls[0].shape[0]
-    K, R = cfg['num_classes'], cfg['reg_max']
+def targets(cfg, cls, img_shapes, gts):
+    """ATSS targets per image: (anchors per level, labels, matched boxes, valid flags, anchors)."""
     sizes = [(c.shape[2], c.shape[3]) for c in cls]
     counts = [h * w for h, w in sizes]
     div = cfg['pad_div']
     labels_all, tgt_all, valid_all, anchors = [], [], [], None
-    for i in range(N):
+    for i in range(cls[0].shape[0]):
         h, w = img_shapes[i]
         pad = (int(math.ceil(h / div) * div), int(math.ceil(w / div) * div))
         anchors, valid = anchors_and_valid(cfg, sizes, pad)
@@ -335,6 +343,15 @@ def gfl_loss(cfg, cls, reg, img_shapes, gts, world_P=None, world_W=None):
         labels_all.append(lab)
         tgt_all.append(tg)
         valid_all.append(valid)
+    return counts, labels_all, tgt_all, valid_all, anchors
+
+
+def gfl_loss(cfg, cls, reg, img_shapes, gts, world_P=None, world_W=None):
+    """Student GFL losses. gts: list of (boxes float32 (M,4), labels int (M,)).
+    Returns dict of losses, and the assignment labels per image (A,)."""
+    N = cls[0].shape[0]
+    K, R = cfg['num_classes'], cfg['reg_max']
+    counts, labels_all, tgt_all, valid_all, anchors = targets(cfg, cls, img_shapes, gts)
     num_pos = float(sum(int((l >= 0).sum()) for l in labels_all))
     P = num_pos if world_P is None else world_P
     res = {'loss_cls': 0, 'loss_bbox': 0, 'loss_dfl': 0}
@@ -408,7 +425,11 @@ def predict(cfg, cls, reg, i, img_hw, scale_hw):
         boxes.append(b)
         scores.append(v)
         labels.append(lab)
-    b, s_, lab = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+    return post_nms(cfg, torch.cat(boxes), torch.cat(scores), torch.cat(labels), scale_hw)
+
+
+def post_nms(cfg, b, s_, lab, scale_hw):
+    """Rescale, min_bbox_size, score order, class-aware greedy NMS, max_per_img."""
     b = b / torch.tensor([scale_hw[1], scale_hw[0], scale_hw[1], scale_hw[0]], dtype=b.dtype)
     keep = ((b[:, 2] - b[:, 0]) > cfg['min_bbox_size']) & ((b[:, 3] - b[:, 1]) > cfg['min_bbox_size'])
     b, s_, lab = b[keep], s_[keep], lab[keep]
