@@ -1,5 +1,6 @@
-/* test_train.c — a tiny GFL (ResNet-18 layout, base width 8, MMDetection initialisation from
- * the project's RNG) trained from scratch with SGD (worker/optim.h: momentum 0.9, weight
+/* test_train.c — a tiny detector (ResNet-18 layout, base width 8, MMDetection initialisation
+ * from the project's RNG; GFL from train.yaml, or the head of another config such as
+ * train_atss.yaml, given as the second argument) trained from scratch with SGD (worker/optim.h: momentum 0.9, weight
  * decay 1e-4, linear warm-up) on four synthetic 64x64 images with bright (class 0) and dark
  * (class 1) rectangles on noise. It must drive the loss down clearly AND put the boxes on
  * the objects: after training, every ground-truth box has a detection of its class with
@@ -21,7 +22,7 @@
 
 enum { N = 4, S = 64, STEPS = 200 };
 
-static const char *dir;
+static const char *dir, *config = "train";
 
 static const float boxes[N][2][4] = {
     {{8, 10, 36, 40}, {40, 30, 60, 58}},
@@ -45,7 +46,7 @@ static void train(void)
     static kd_config cfg;
     kd_err err;
     char p[1024];
-    snprintf(p, sizeof p, "%s/train.yaml", dir);
+    snprintf(p, sizeof p, "%s/%s.yaml", dir, config);
     KD_REQUIRE(kd_options_load(&cfg, p, NULL, 0, &err) == KD_OK);
     const kd_backend *be;
     KD_REQUIRE(kd_backend_open("cpu", 0, &be, &err) == KD_OK);
@@ -82,12 +83,12 @@ static void train(void)
         kd_det_loss_normalisers(&st, 1, &P, &W);
         kd_det_losses lo;
         kd_det_loss_compute(ls, m, P, W, 1.0, &lo);
-        double total = lo.loss_cls + lo.loss_bbox + lo.loss_dfl;
+        double total = lo.loss_cls + lo.loss_bbox + lo.loss_dfl + lo.loss_centerness;
         if (step == 0) first = total;
         last = total;
         if (step % 50 == 0 || step == STEPS - 1)
-            fprintf(stderr, "step %3d loss %.4f (cls %.4f bbox %.4f dfl %.4f)\n", step, total,
-                    lo.loss_cls, lo.loss_bbox, lo.loss_dfl);
+            fprintf(stderr, "%s step %3d loss %.4f (cls %.4f bbox %.4f dfl %.4f centerness %.4f)\n", config, step,
+                    total, lo.loss_cls, lo.loss_bbox, lo.loss_dfl, lo.loss_centerness);
         kd_model_zero_grad(m);
         kd_model_backward(m);
         double lr = 0.02 * (step < 50 ? 0.001 + 0.999 * step / 49.0 : 1.0);
@@ -128,8 +129,9 @@ static void train(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) return 2;
+    if (argc != 2 && argc != 3) return 2;
     dir = argv[1];
+    if (argc == 3) config = argv[2];
     kd_log_init(0);
     kd_log_set_level(KD_LOG_WARN);
     KD_TEST_RUN(train);
