@@ -18,7 +18,8 @@
  * student's held feature of block reused_teacher_head_idx aligned to the teacher's
  * statistics, ReLU, then the teacher's remaining layers), all computed by the distiller
  * (worker/distill/distill.h). With --kd also the KD loss terms of model.kd_cfg
- * (loss.loss_cls_kd, loss.loss_reg_kd, loss.loss_feat_kd), included in loss.loss and in every grad.*.
+ * (loss.loss_cls_kd, loss.loss_reg_kd, loss.loss_feat_kd; ATSS also loss.loss_center_kd, and
+ * teacher.ctr.l / cross.ctr.l), included in loss.loss and in every grad.*.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,15 @@ int main(int argc, char **argv)
                 snprintf(name, sizeof name, "cross.%s.%d", t ? "reg" : "cls", l);
                 put_dev(&of, be, name, t ? rs : cs, kd_distiller_cross(dist, l, t));
             }
+            kd_shape ks = {s.n, tm->head.A, s.h, s.w};
+            if (tm->ctr[l]) {
+                snprintf(name, sizeof name, "teacher.ctr.%d", l);
+                put_dev(&of, be, name, ks, tm->ctr[l]);
+            }
+            if (kd_distiller_cross_ctr(dist, l)) {
+                snprintf(name, sizeof name, "cross.ctr.%d", l);
+                put_dev(&of, be, name, ks, kd_distiller_cross_ctr(dist, l));
+            }
         }
     }
     kd_det_loss *ls = kd_det_loss_create(sm);
@@ -186,6 +196,7 @@ int main(int argc, char **argv)
         put_scalar(&of, "loss.loss_cls_kd", kt.loss_cls_kd);
         put_scalar(&of, "loss.loss_reg_kd", kt.loss_reg_kd);
         put_scalar(&of, "loss.loss_feat_kd", kt.loss_feat_kd);
+        if (sm->head.ctr_tower >= 0) put_scalar(&of, "loss.loss_center_kd", kt.loss_center_kd);
     }
     kd_model_zero_grad(sm);
     if (dist && with_kd) kd_distiller_backward(dist, sm);
@@ -195,7 +206,7 @@ int main(int argc, char **argv)
     if (sm->head.type == KD_DET_GFL) put_scalar(&of, "loss.loss_dfl", lo.loss_dfl);
     if (sm->head.ctr_tower >= 0) put_scalar(&of, "loss.loss_centerness", lo.loss_centerness);
     put_scalar(&of, "loss.loss", lo.loss_cls + lo.loss_bbox + lo.loss_dfl + lo.loss_centerness + kt.loss_cls_kd +
-                                     kt.loss_reg_kd + kt.loss_feat_kd);
+                                     kt.loss_reg_kd + kt.loss_feat_kd + kt.loss_center_kd);
     kd_level_geom g;
     kd_level_geom_of(sm, &g);
     for (int i = 0; i < N; i++) {

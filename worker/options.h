@@ -66,7 +66,7 @@ typedef struct kd_model_cfg {
         long long reused_teacher_head_idx;
         double loss_cls_kd_weight, loss_cls_kd_beta;
         double loss_reg_kd_weight, loss_reg_kd_T;
-        double loss_feat_kd_weight;
+        double loss_feat_kd_weight, loss_center_kd_weight;
         bool adapter;
         double conflict_threshold;
         bool log_conflict_ratio;

@@ -4,7 +4,8 @@
  * A distiller owns the frozen teacher (an inference-mode kd_model: no gradient or momentum
  * arenas, activations shared except its outputs and held features; weights from
  * teacher_ckpt, architecture from the model section of teacher_config; never saved with the
- * student) and the method's workspace. Per step, after the student's forward and
+ * student) and the method's workspace. Students and teachers are GFLHead, or ATSSHead for
+ * crosskd and pred_mimic (teacher of the same head type). Per step, after the student's forward and
  * kd_det_loss_compute (which overwrites the student's d_cls / d_reg):
  *
  *   kd_distiller_teacher_forward(d, img, n, h, w)    teacher on the same batch tensor
@@ -46,6 +47,7 @@
 /* KD loss terms of one step under MMDetection's log names (0 when a term is off). */
 typedef struct kd_distill_terms {
     double loss_cls_kd, loss_reg_kd, loss_feat_kd;
+    double loss_center_kd; /* ATSS's centerness KD (MMDetection logs it as losses_center_kd) */
     /* paper Fig. 3 (log_conflict_ratio, else 0): target-conflict and positive anchors of
      * this rank; the ratio is conflicts / positives (sum both over ranks first) */
     double conflicts, positives;
@@ -87,5 +89,8 @@ const kd_model *kd_distiller_teacher(const kd_distiller *d);
 /* crosskd: the cross-head prediction of level l and tower t (device, the teacher's cls or
  * reg output shape) of the last compute; NULL for other methods. */
 const float *kd_distiller_cross(const kd_distiller *d, int level, int tower);
+/* crosskd with a centerness head (ATSS): the cross-head centerness logits of level l (device,
+ * N, 1, H, W); NULL otherwise. */
+const float *kd_distiller_cross_ctr(const kd_distiller *d, int level);
 
 #endif

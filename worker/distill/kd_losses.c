@@ -3,10 +3,13 @@
  * Conventions: tensors are the head outputs in (N, C, H, W), read on the host; anchor
  * (i, y, x) is valid when y < vh[i] and x < vw[i]; losses are accumulated in double, element
  * math in float (kd_losses.h, shared with a future device version); gradients accumulate.
+ * The delta-coded loops (ATSS) decode with the model's kd_delta_decode.
  */
 #include "worker/distill/kd_losses.h"
 
 #include <math.h>
+
+#include "worker/model/model.h" /* kd_delta_decode */
 
 static int valid_at(const kd_kd_level *lv, int i, int y, int x) { return y < lv->vh[i] && x < lv->vw[i]; }
 
@@ -116,5 +119,49 @@ double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const f
                         dx[base + (size_t)(s * R1 + j) * hw] += g * qs[s * R1 + j] * ((float)j - ds[s]);
                 }
             }
+    return sum * scale;
+}
+
+double kd_giou_delta_level(const kd_kd_level *lv, float stride, float half_w, float half_h,
+                           const float *stds, const float *x, const float *t, const float *w,
+                           double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (int y = 0; y < lv->H; y++)
+            for (int xx = 0; xx < lv->W; xx++) {
+                size_t pos = (size_t)y * lv->W + xx, base = (size_t)i * 4 * hw + pos;
+                float wa = w[(size_t)i * hw + pos];
+                if (wa == 0.0f) continue;
+                float cx = (float)xx * stride, cy = (float)y * stride;
+                float an[4] = {cx - half_w, cy - half_h, cx + half_w, cy + half_h};
+                float ds[4], dt[4], bs[4], bt[4], db[4], dd[4];
+                for (int k = 0; k < 4; k++) {
+                    ds[k] = x[base + (size_t)k * hw];
+                    dt[k] = t[base + (size_t)k * hw];
+                }
+                kd_delta_decode(an, ds, stds, bs);
+                kd_delta_decode(an, dt, stds, bt);
+                sum += (double)wa * kd_giou_elem(bs, bt, db);
+                if (!dx) continue;
+                for (int k = 0; k < 4; k++) db[k] *= (float)(scale * wa);
+                kd_delta_decode_bwd(an, ds, stds, db, dd);
+                for (int k = 0; k < 4; k++) dx[base + (size_t)k * hw] += dd[k];
+            }
+    return sum * scale;
+}
+
+double kd_bce_pos_level(const kd_kd_level *lv, const uint8_t *pos, const float *x, const float *t,
+                        double scale, float *dx)
+{
+    size_t n = (size_t)lv->N * lv->H * lv->W;
+    double sum = 0;
+    for (size_t a = 0; a < n; a++) {
+        if (!pos[a]) continue;
+        float tt = kd_sigmoid(t[a]);
+        sum += kd_bce_logits(x[a], tt);
+        if (dx) dx[a] += (float)(scale * (kd_sigmoid(x[a]) - tt));
+    }
     return sum * scale;
 }

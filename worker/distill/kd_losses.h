@@ -136,4 +136,17 @@ double kd_kl_reg_level(const kd_kd_level *lv, int R1, const float *x, const floa
 double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const float *t,
                           const float *w, double scale, float *dx);
 
+/* sum over anchors of w_a * (1 - GIoU(box(x_a), box(t_a))), boxes delta-decoded
+ * (kd_delta_decode, stds) at the level's one anchor per location: centre (x*stride,
+ * y*stride), half-extents half_w, half_h (pixels); times scale; the teacher box is constant,
+ * dx += scale * w_a * d/dx through the decode. w_a == 0 anchors are skipped. */
+double kd_giou_delta_level(const kd_kd_level *lv, float stride, float half_w, float half_h,
+                           const float *stds, const float *x, const float *t, const float *w,
+                           double scale, float *dx);
+
+/* sum over the anchors with pos[a] != 0 (N*H*W) of BCE(x_a, sigma(t_a)) on one-channel
+ * logits, times scale; dx += scale * (sigma(x) - sigma(t)). */
+double kd_bce_pos_level(const kd_kd_level *lv, const uint8_t *pos, const float *x, const float *t,
+                        double scale, float *dx);
+
 #endif

@@ -48,10 +48,6 @@ void kd_det_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, 
                         kd_det_losses *out);
 void kd_atss_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, double grad_scale,
                          kd_det_losses *out);
-/* atss_loss.c: DeltaXYWHBBoxCoder decode (means 0, stds, dw/dh clamped to |log(16/1000)|,
- * no clipping) of deltas d at anchor an, and its backward (dd = d box/d d applied to dbox). */
-void kd_delta_decode(const float *an, const float *d, const float *stds, float *box);
-void kd_delta_decode_bwd(const float *an, const float *d, const float *stds, const float *dbox, float *dd);
 /* atss_loss.c: sigmoid focal loss of one logit with a 0/1 target, and d/dx. */
 double kd_focal_elem(float x, int target, double gamma, double alpha, double *dx);
 /* atss_loss.c: ATSS's centerness target of an anchor (its centre) and a gt box. */

@@ -386,6 +386,12 @@ const int *kd_det_loss_assigned(const kd_det_loss *ls, int image);
 /* Per anchor row of image `image`: the matched gt box (4 floats; valid where assigned). */
 const float *kd_det_loss_targets(const kd_det_loss *ls, int image);
 
+/* DeltaXYWHBBoxCoder (atss_loss.c): decode of deltas d (4) at anchor an (xyxy) with means 0,
+ * stds, dw/dh clamped to |log(16/1000)|, no clipping; and its backward: dd = dbox * dbox/dd
+ * (the clamp passes no gradient outside its range). */
+void kd_delta_decode(const float *an, const float *d, const float *stds, float *box);
+void kd_delta_decode_bwd(const float *an, const float *d, const float *stds, const float *dbox, float *dd);
+
 /* Transitional names from when GFL was the only detector (callers on other branches). */
 typedef kd_det_loss kd_gfl_loss;
 typedef kd_det_loss_stats kd_gfl_loss_stats;

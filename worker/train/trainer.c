@@ -121,9 +121,11 @@ static void publish(kd_trainer *t, int state, double step_seconds, const double 
 /* Logged terms: the detection losses, then (with a distiller) the KD terms its method has,
  * under MMDetection's names, and the paper's Fig. 3 target-conflict ratio when asked for.
  * train_step fills all of them; the total "loss" is the sum of the loss_* terms. */
-enum { T_LOSS, T_CLS, T_BBOX, T_DFL, T_CTR, T_CLS_KD, T_REG_KD, T_FEAT_KD, T_CONFLICT, N_TERMS_MAX };
+/* losses_center_kd: CrossKD-ATSS's own log name (crosskd.md §6.2). */
+enum { T_LOSS, T_CLS, T_BBOX, T_DFL, T_CTR, T_CLS_KD, T_REG_KD, T_FEAT_KD, T_CTR_KD, T_CONFLICT, N_TERMS_MAX };
 static const char *const k_terms[N_TERMS_MAX] = {"loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_centerness",
-                                                 "loss_cls_kd", "loss_reg_kd", "loss_feat_kd", "conflict_ratio"};
+                                                 "loss_cls_kd", "loss_reg_kd", "loss_feat_kd", "losses_center_kd",
+                                                 "conflict_ratio"};
 
 /* Which terms this run logs (the same every step). */
 static int term_shown(const kd_trainer *t, int i)
@@ -135,6 +137,7 @@ static int term_shown(const kd_trainer *t, int i)
     if (i < T_CLS_KD) return 1;
     if (!t->distill) return 0;
     if (i == T_CLS_KD || i == T_REG_KD) return method != KD_KD_PKD;
+    if (i == T_CTR_KD) return t->student->head.ctr_tower >= 0 && (method == KD_KD_CROSSKD || method == KD_KD_PRED_MIMIC);
     if (i == T_FEAT_KD) return method == KD_KD_PKD || method == KD_KD_RM_PFI || m->kd_cfg.loss_feat_kd_weight > 0;
     return m->kd_cfg.log_conflict_ratio;
 }
@@ -197,7 +200,7 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     /* Logged values are the mean over ranks, as MMDetection logs them; the conflict ratio is
      * the ratio of the sums over ranks. */
     double v[N_TERMS_MAX + 1] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, L.loss_centerness, kd.loss_cls_kd, kd.loss_reg_kd,
-                                 kd.loss_feat_kd, kd.conflicts, kd.positives};
+                                 kd.loss_feat_kd, kd.loss_center_kd, kd.conflicts, kd.positives};
     for (int i = T_CLS; i < T_CONFLICT; i++) v[T_LOSS] += v[i];
     kd_dist_allreduce_sum(t->d, v, N_TERMS_MAX + 1);
     for (int i = 0; i < T_CONFLICT; i++) out[i] = v[i] / t->d->size;

@@ -16,6 +16,10 @@ ref_kd.py (float64 reference, float32 weights):
   kd_bckd.expected.safetensors        BCKD (cls KD weight 1, localisation KD weight 4)
   kd_ld.expected.safetensors          LD (main and VLR LD weight 0.25 T 10, main KD weight 10)
   kd_rm_pfi.expected.safetensors      RM (weight 4) + PFI (weight 1.5)
+  kd_atss_*.yaml, kd_atss_*.weights   tiny ATSS student and teacher (the same layouts)
+  kd_atss_i3.expected.safetensors     CrossKD-ATSS (i 3): cross.{cls,reg,ctr}.l, the KD-QFL, GIoU
+                                      box KD (weight 1) and centerness KD (weight 1) terms, grads
+  kd_atss_pm.expected.safetensors     the same ATSS KD losses on the student's own outputs
 
 Run with Debian's PyTorch: /usr/bin/python3 tests/unit/distill/gen_kd_fixtures.py [out_dir]
 """
@@ -30,6 +34,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, '..', 'model'))
 import ref_kd as K  # noqa: E402
 import gen_fixtures as G  # noqa: E402
+import ref_atss as RA  # noqa: E402
 
 R = K.R
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '..', '..', 'fixtures', 'distill')
@@ -117,6 +122,62 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
     R.st_write(os.path.join(OUT, name + '.expected.safetensors'), exp)
 
 
+def run_atss(scfg, sw, tcfg, tw, batch, idx, mimic, name):
+    p = params_of(sw, scfg, True)
+    tp = params_of(tw, tcfg, False)
+    img = torch.from_numpy(batch['img']).double()
+    shapes = [tuple(int(v) for v in s) for s in batch['img_shape']]
+    gts = [(torch.from_numpy(batch['gt_bboxes.%d' % i]), torch.from_numpy(batch['gt_labels.%d' % i]))
+           for i in range(2)]
+    hold = -1 if mimic else idx
+    tctr, sctr = [], []
+    with torch.no_grad():
+        tcls, treg, theld = R.forward(tp, tcfg, img, hold, tctr)
+    cls, reg, held = R.forward(p, scfg, img, hold, sctr)
+    det, labels = RA.atss_loss(scfg, cls, reg, sctr, shapes, gts)
+    P = float(sum(int((l >= 0).sum()) for l in labels))
+    masks = K.valid_masks(scfg, [(c.shape[2], c.shape[3]) for c in cls], shapes, img.dtype)
+    X = list(zip(cls, reg, sctr)) if mimic else K.cross_head_atss(tp, tcfg, held, theld, idx)
+    cls_kd, reg_kd, ctr_kd = K.atss_kd_losses(scfg, X, list(zip(tcls, treg, tctr)), masks, labels, P)
+    total = det['loss'] + cls_kd + reg_kd + ctr_kd
+    total.backward()
+    exp = {'loss.loss_cls_kd': np.array(float(cls_kd), np.float32).reshape(()),
+           'loss.loss_reg_kd': np.array(float(reg_kd), np.float32).reshape(()),
+           'loss.loss_center_kd': np.array(float(ctr_kd), np.float32).reshape(()),
+           'loss.loss_feat_kd': np.array(0.0, np.float32).reshape(()),
+           'loss.loss': np.array(float(total), np.float32).reshape(())}
+    if not mimic:
+        for l, (xc, xr, xt) in enumerate(X):
+            if l == 0:
+                continue
+            exp['cross.cls.%d' % l] = xc.detach().float().numpy()
+            exp['cross.reg.%d' % l] = xr.detach().float().numpy()
+            exp['cross.ctr.%d' % l] = xt.detach().float().numpy()
+    for k, t in p.items():
+        if t.requires_grad:
+            exp['grad.' + k] = t.grad.float().numpy()
+    print('%s: P %d, det %.6f, loss_cls_kd %.6f, loss_reg_kd %.6f, loss_center_kd %.6f' % (
+        name, P, float(det['loss']), float(cls_kd), float(reg_kd), float(ctr_kd)))
+    R.st_write(os.path.join(OUT, name + '.expected.safetensors'), exp)
+
+
+def main_atss(batch):
+    s = G.base_cfg(head='atss', base=2, stacked=4, gn_groups=2)
+    t = G.base_cfg(head='atss', base=2, stacked=4, gn_groups=2, frozen_stages=-1)
+    kd = 'kd_cfg: {method: crosskd, reused_teacher_head_idx: 3}'
+    with open(os.path.join(OUT, 'kd_atss_student.yaml'), 'w') as f:
+        f.write(G.yaml_of(s, teacher='kd_atss_teacher.yaml', idx=3)
+                .replace('tests/unit/model/gen_fixtures.py', 'tests/unit/distill/gen_kd_fixtures.py')
+                .replace(kd, kd[:-1] + ', loss_reg_kd: {loss_weight: 1.0}, loss_center_kd: {loss_weight: 1.0}}'))
+    with open(os.path.join(OUT, 'kd_atss_teacher.yaml'), 'w') as f:
+        f.write(G.yaml_of(t).replace('tests/unit/model/gen_fixtures.py', 'tests/unit/distill/gen_kd_fixtures.py'))
+    sw, tw = G.random_weights(s, 31), G.random_weights(t, 32)
+    R.st_write(os.path.join(OUT, 'kd_atss_student.weights.safetensors'), sw)
+    R.st_write(os.path.join(OUT, 'kd_atss_teacher.weights.safetensors'), tw)
+    run_atss(s, sw, t, tw, batch, 3, False, 'kd_atss_i3')
+    run_atss(s, sw, t, tw, batch, 3, True, 'kd_atss_pm')
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(1)
@@ -139,6 +200,7 @@ def main():
     run(s, sw, t, tw, batch, 3, 'bckd', name='kd_bckd')
     run(s, sw, t, tw, batch, 3, 'ld', name='kd_ld')
     run(s, sw, t, tw, batch, 3, 'rm_pfi', name='kd_rm_pfi')
+    main_atss(batch)
 
 
 if __name__ == '__main__':

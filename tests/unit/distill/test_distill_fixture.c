@@ -4,11 +4,14 @@
  * images of different sizes.
  *
  *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT
- *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi
+ *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi | atss_i3 | atss_pm
  * iN: CrossKD with reused_teacher_head_idx N; pm: prediction mimicking (the same KD losses
  * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6); bckd: BCKD
  * (binary cls KD weight 1, GIoU localisation KD weight 4); ld: LD (main + VLR LD weight 0.25
- * T 10, main KD weight 10 T 2); rm_pfi: Rank Mimicking (weight 4) + PFI (weight 1.5).
+ * T 10, main KD weight 10 T 2); rm_pfi: Rank Mimicking (weight 4) + PFI (weight 1.5);
+ * atss_i3 / atss_pm: CrossKD (i 3) / prediction mimicking between tiny ATSSs (kd_atss_*:
+ * KD-QFL, GIoU box KD weight 1 and centerness KD weight 1, all / P), also checking
+ * loss.loss_center_kd and the cross-head centerness.
  * Checked, each as its own sub-test:
  *   cross   cross-head predictions, levels 1..4 (level 0 only through the losses and
  *           gradients, to keep the fixtures small): |c - r| <= 1e-4 |r| + 1e-4 max|r|
@@ -31,7 +34,7 @@
 
 static const char *inspect, *dir, *variant;
 static kd_tfile ref, got;
-static int have;
+static int have, atss;
 
 /* Compares every reference tensor whose name starts with prefix (ends with '$': exactly). */
 static void compare(const char *prefix, double rtol, double atol_rel)
@@ -69,7 +72,7 @@ static void compare(const char *prefix, double rtol, double atol_rel)
 
 static void cross(void)
 {
-    if (variant[0] != 'i' || strstr(variant, "pkd")) return; /* cross-head outputs: iN only */
+    if ((variant[0] != 'i' && strcmp(variant, "atss_i3")) || strstr(variant, "pkd")) return; /* iN only */
     compare("cross.", 1e-4, 1e-4);
 }
 
@@ -78,6 +81,7 @@ static void losses(void)
     compare("loss.loss_cls_kd$", 1e-4, 0);
     compare("loss.loss_reg_kd$", 1e-4, 0);
     compare("loss.loss_feat_kd$", 1e-4, 0);
+    if (atss) compare("loss.loss_center_kd$", 1e-4, 0);
     compare("loss.loss$", 1e-4, 0);
 }
 
@@ -86,12 +90,14 @@ static void grads(void) { compare("grad.", 2e-3, 1e-3); }
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi|atss_i3|atss_pm\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
     char out[256], cmd[4096], set[256];
-    if (!strcmp(variant, "pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
+    atss = !strncmp(variant, "atss_", 5);
+    const char *pre = atss ? "kd_atss_" : "kd_";
+    if (!strcmp(variant, "pm") || !strcmp(variant, "atss_pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
     else if (!strcmp(variant, "pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2");
     else if (!strcmp(variant, "bckd")) snprintf(set, sizeof set, "--set model.kd_cfg.method=bckd");
@@ -103,12 +109,12 @@ int main(int argc, char **argv)
                                   "--set model.kd_cfg.loss_reg_kd.loss_weight=0.25 --set model.kd_cfg.loss_reg_kd.T=10");
     else if (!strcmp(variant, "i3pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.loss_feat_kd.loss_weight=6");
-    else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", variant + 1);
+    else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", variant + (atss ? 6 : 1));
     snprintf(out, sizeof out, "distill_fixture_%s_%d.safetensors", variant, (int)getpid());
     snprintf(cmd, sizeof cmd,
-             "'%s' --config '%s/kd_student.yaml' --student '%s/kd_student.weights.safetensors' "
-             "--teacher '%s/kd_teacher.weights.safetensors' --batch '%s/kd.batch.safetensors' --out '%s' --kd %s",
-             inspect, dir, dir, dir, dir, out, set);
+             "'%s' --config '%s/%sstudent.yaml' --student '%s/%sstudent.weights.safetensors' "
+             "--teacher '%s/%steacher.weights.safetensors' --batch '%s/kd.batch.safetensors' --out '%s' --kd %s",
+             inspect, dir, pre, dir, pre, dir, pre, dir, out, set);
     int rc = system(cmd);
     KD_EXPECT_MSG(rc == 0, "inspector failed: %s", cmd);
     kd_err err;
