@@ -51,6 +51,7 @@ typedef struct kd_model_cfg {
     } bbox_head;
     struct {
         long long topk;
+        double pos_iou_thr, neg_iou_thr, min_pos_iou;
     } train_cfg;
     struct {
         long long nms_pre, max_per_img;

@@ -190,6 +190,7 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     d->R1 = (int)m->bbox_head.reg_max + 1;
     d->type = student->head.type;
     d->RC = student->head.reg_c;
+    d->CC = student->head.cls_c;
     d->has_ctr = student->head.ctr_tower >= 0;
     static const char *const what[] = {"", "CrossKD", "prediction mimicking", "LD", "PKD", "RM+PFI", "BCKD"};
     KD_INFO("distillation: %s%s, teacher GFL ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
@@ -212,6 +213,7 @@ void kd_distiller_destroy(kd_distiller *d)
     kd_dbuf *db[] = {&d->dev_grad, &d->dev_grad_ctr, &d->s0, &d->s1, &d->dal, &d->dad};
     for (size_t i = 0; i < sizeof db / sizeof db[0]; i++) d->be->free(d->be, db[i]->p);
     free(d->pos_mask.p);
+    free(d->lw_buf.p);
     kd_model_destroy(d->teacher);
     if (d->has_adapter) kd_params_free(&d->adapter);
     free(d->tcfg);
@@ -251,7 +253,7 @@ static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
         }
         size_t hw = (size_t)d->g.h[l] * d->g.w[l];
         if (d->method != KD_KD_PKD || d->log_conflict) /* PKD alone reads only the FPN outputs */
-            kd_distill_to_host(d, &d->tc[l], d->teacher->cls[l], (size_t)st->n * d->K * hw);
+            kd_distill_to_host(d, &d->tc[l], d->teacher->cls[l], (size_t)st->n * d->CC * hw);
         if (d->method != KD_KD_PKD)
             kd_distill_to_host(d, &d->tr[l], d->teacher->reg[l], (size_t)st->n * d->RC * hw);
         if (d->has_ctr) kd_distill_to_host(d, &d->tctr[l], d->teacher->ctr[l], (size_t)st->n * hw);
@@ -288,7 +290,7 @@ void kd_distill_zero_grads(kd_distiller *d, int n)
 {
     for (int l = 0; l < d->L; l++) {
         size_t hw = (size_t)d->g.h[l] * d->g.w[l];
-        memset(kd_hbuf_get(&d->dc[l], (size_t)n * d->K * hw), 0, (size_t)n * d->K * hw * sizeof(float));
+        memset(kd_hbuf_get(&d->dc[l], (size_t)n * d->CC * hw), 0, (size_t)n * d->CC * hw * sizeof(float));
         memset(kd_hbuf_get(&d->dr[l], (size_t)n * d->RC * hw), 0, (size_t)n * d->RC * hw * sizeof(float));
         if (d->has_ctr) memset(kd_hbuf_get(&d->dctr[l], (size_t)n * hw), 0, (size_t)n * hw * sizeof(float));
     }
@@ -342,8 +344,8 @@ void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_det_loss 
     memset(out, 0, sizeof *out);
     d->feat_levels = 0;
     /* losses: prediction-level terms into d->dc / d->dr (host), feature terms into feat_grad */
-    if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) && d->type == KD_DET_ATSS)
-        kd_atss_kd_compute(d, student->n, ls, P, out);
+    if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) && d->type != KD_DET_GFL)
+        kd_delta_kd_compute(d, student->n, ls, P, out);
     else if (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) pred_losses(d, student->n, P, out);
     else if (d->method == KD_KD_BCKD) kd_bckd_compute(d, student, ls, P, out);
     else if (d->method == KD_KD_LD) kd_ld_compute(d, student, ls, out);

@@ -51,7 +51,8 @@ struct kd_distiller {
     kd_config *tcfg;
     kd_model *teacher;
     int L, K, R1;
-    int RC;      /* reg channels: GFL 4 (reg_max + 1), ATSS 4 deltas */
+    int CC;      /* cls channels: A * K (RetinaNet: 9 anchors per location) */
+    int RC;      /* reg channels: GFL 4 (reg_max + 1), ATSS 4 deltas, RetinaNet 4 A */
     int has_ctr; /* the heads have a centerness output (ATSS) */
     int type;    /* kd_detector of the heads */
     const kd_image_gt *gts; /* the batch of the last kd_distiller_forward */
@@ -62,7 +63,7 @@ struct kd_distiller {
     kd_hbuf tc[KD_MAX_LEVELS], tr[KD_MAX_LEVELS], sc[KD_MAX_LEVELS], sr[KD_MAX_LEVELS];
     kd_hbuf dc[KD_MAX_LEVELS], dr[KD_MAX_LEVELS], r[KD_MAX_LEVELS];
     kd_hbuf tctr[KD_MAX_LEVELS], sctr[KD_MAX_LEVELS], dctr[KD_MAX_LEVELS]; /* centerness */
-    kd_hbuf pos_mask; /* atss_kd.c: one level's positives */
+    kd_hbuf pos_mask, lw_buf; /* delta_kd.c: one level's positives and label weights */
     kd_dbuf dev_grad, dev_grad_ctr, s0, s1, dal, dad;
     /* CrossKD's optional 1x1 adapter (model.kd_cfg.adapter): one weight per tower, shape
      * (teacher channels, student channels, 1, 1), in its own trainable arena */
@@ -78,7 +79,7 @@ struct kd_distiller {
 /* Elements of the prediction of tower t of a batch of n images on a level of hw positions. */
 static inline size_t kd_distill_pred_elems(const kd_distiller *d, int n, int t, size_t hw)
 {
-    return (size_t)n * (t == KD_TOWER_CLS ? d->K : d->RC) * hw;
+    return (size_t)n * (t == KD_TOWER_CLS ? d->CC : d->RC) * hw;
 }
 
 /* distill.c: copy a level's (N, C, H, W) device tensor to a host buffer. */
@@ -106,9 +107,10 @@ void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_det_loss *ls, k
 /* rm_pfi.c: RM into d->dc, PFI into d->feat_grad */
 void kd_rm_pfi_compute(kd_distiller *d, const kd_model *st, kd_distill_terms *out);
 
-/* atss_kd.c: CrossKD-ATSS's KD losses (crosskd.md §6.2) on d->sc / d->sr / d->sctr against
- * the teacher's, gradients into d->dc / d->dr / d->dctr (ls: the student's positives) */
-void kd_atss_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, double P, kd_distill_terms *out);
+/* delta_kd.c: CrossKD's KD losses for ATSS and RetinaNet (crosskd.md §6.1, §6.2) on d->sc /
+ * d->sr (/ d->sctr) against the teacher's, gradients into d->dc / d->dr (/ d->dctr); ls: the
+ * student's assignment (positives, ignored anchors, RetinaNet's avg_factor) */
+void kd_delta_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, double P, kd_distill_terms *out);
 
 /* pkd.c: loss_feat_kd and d->feat_grad */
 void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss);

@@ -122,20 +122,61 @@ double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const f
     return sum * scale;
 }
 
-double kd_giou_delta_level(const kd_kd_level *lv, float stride, float half_w, float half_h,
-                           const float *stds, const float *x, const float *t, const float *w,
-                           double scale, float *dx)
+double kd_kdqfl_anchor_level(const kd_kd_level *lv, int A, int K, const float *x, const float *t,
+                             const float *w, float beta, double scale, float *dx)
 {
     size_t hw = (size_t)lv->H * lv->W;
     double sum = 0;
     for (int i = 0; i < lv->N; i++)
-        for (int y = 0; y < lv->H; y++)
-            for (int xx = 0; xx < lv->W; xx++) {
-                size_t pos = (size_t)y * lv->W + xx, base = (size_t)i * 4 * hw + pos;
-                float wa = w[(size_t)i * hw + pos];
+        for (size_t pos = 0; pos < hw; pos++)
+            for (int a = 0; a < A; a++) {
+                float wa = w[((size_t)i * hw + pos) * A + a];
                 if (wa == 0.0f) continue;
-                float cx = (float)xx * stride, cy = (float)y * stride;
-                float an[4] = {cx - half_w, cy - half_h, cx + half_w, cy + half_h};
+                for (int c = 0; c < K; c++) {
+                    size_t k = ((size_t)i * A * K + (size_t)a * K + c) * hw + pos;
+                    float d;
+                    sum += (double)wa * kd_kdqfl_elem(x[k], kd_sigmoid(t[k]), beta, &d);
+                    if (dx) dx[k] += (float)(scale * wa * d);
+                }
+            }
+    return sum * scale;
+}
+
+double kd_teacher_score_anchor_level(const kd_kd_level *lv, int A, int K, const float *t_cls,
+                                     const float *lw, float *r)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (size_t pos = 0; pos < hw; pos++)
+            for (int a = 0; a < A; a++) {
+                size_t ra = ((size_t)i * hw + pos) * A + a;
+                if (lw[ra] == 0.0f) {
+                    r[ra] = 0;
+                    continue;
+                }
+                float m = -INFINITY;
+                for (int c = 0; c < K; c++) m = fmaxf(m, t_cls[((size_t)i * A * K + (size_t)a * K + c) * hw + pos]);
+                r[ra] = kd_sigmoid(m);
+                sum += r[ra];
+            }
+    return sum;
+}
+
+double kd_giou_delta_level(const kd_kd_level *lv, int A, float stride, const float *half_w,
+                           const float *half_h, const float *stds, const float *x, const float *t,
+                           const float *w, double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (size_t pos = 0; pos < hw; pos++)
+            for (int a = 0; a < A; a++) {
+                float wa = w[((size_t)i * hw + pos) * A + a];
+                if (wa == 0.0f) continue;
+                size_t base = ((size_t)i * A * 4 + (size_t)a * 4) * hw + pos;
+                float cx = (float)(pos % lv->W) * stride, cy = (float)(pos / lv->W) * stride;
+                float an[4] = {cx - half_w[a], cy - half_h[a], cx + half_w[a], cy + half_h[a]};
                 float ds[4], dt[4], bs[4], bt[4], db[4], dd[4];
                 for (int k = 0; k < 4; k++) {
                     ds[k] = x[base + (size_t)k * hw];

@@ -15,7 +15,7 @@ void kd_pred_mimic_sources(kd_distiller *d, const kd_model *st)
 {
     for (int l = 0; l < d->L; l++) {
         size_t hw = (size_t)d->g.h[l] * d->g.w[l];
-        kd_distill_to_host(d, &d->sc[l], st->cls[l], (size_t)st->n * d->K * hw);
+        kd_distill_to_host(d, &d->sc[l], st->cls[l], (size_t)st->n * d->CC * hw);
         kd_distill_to_host(d, &d->sr[l], st->reg[l], (size_t)st->n * d->RC * hw);
         if (d->has_ctr) kd_distill_to_host(d, &d->sctr[l], st->ctr[l], (size_t)st->n * hw);
     }

@@ -61,6 +61,16 @@ void kd_delta_decode_bwd(const float *an, const float *d, const float *stds, con
     dd[3] = fabsf(dh) <= mr ? dgh * gh * stds[3] : 0.0f;
 }
 
+void kd_delta_encode(const float *an, const float *gt, const float *stds, float *d)
+{
+    float px = (an[0] + an[2]) * 0.5f, py = (an[1] + an[3]) * 0.5f, pw = an[2] - an[0], ph = an[3] - an[1];
+    float gx = (gt[0] + gt[2]) * 0.5f, gy = (gt[1] + gt[3]) * 0.5f, gw = gt[2] - gt[0], gh = gt[3] - gt[1];
+    d[0] = (gx - px) / pw / stds[0];
+    d[1] = (gy - py) / ph / stds[1];
+    d[2] = logf(gw / pw) / stds[2];
+    d[3] = logf(gh / ph) / stds[3];
+}
+
 double kd_focal_elem(float x, int target, double gamma, double alpha, double *dx)
 {
     double p = kd_sigmoid(x), bce = kd_bce_logits(x, target ? 1.0f : 0.0f);

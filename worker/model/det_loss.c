@@ -1,9 +1,11 @@
 /* det_loss.c — the detection-loss object every head shares (model.h, kd_det_loss), in two
  * phases so multi-rank normalisers can be reduced between them:
  *   prepare: head outputs to the host (cls, reg, centerness), anchors and valid flags per
- *            image pad shape, ATSS assignment (GFL, ATSS), the matched boxes, and the local
- *            statistics: num_pos and the weight sum of the head (GFL: w_a = max_c
- *            sigmoid(cls), detached; ATSS: the centerness targets);
+ *            image pad shape, ATSS assignment (GFL, ATSS) or MaxIoU (RetinaNet: labels -2 on
+ *            the ignored band), the matched boxes, and the local statistics: num_pos and
+ *            the weight sum of the head (GFL: w_a = max_c sigmoid(cls), detached; ATSS:
+ *            the centerness targets); RetinaNet's local avg_factor sum_i max(pos_i, 1)
+ *            (MMDetection 3's SamplingResult.num_pos);
  *   compute: dispatches to the head's loss (gfl_loss.c, atss_loss.c), then writes the
  *            gradients to the model's d_cls / d_reg / d_ctr.
  * Also the box helpers the heads share: GIoU loss with its gradient and the aligned IoU.
@@ -40,6 +42,7 @@ void kd_det_loss_destroy(kd_det_loss *ls)
 }
 
 const int *kd_det_loss_assigned(const kd_det_loss *ls, int image) { return ls->label + (size_t)image * ls->A; }
+double kd_det_loss_local_avg_factor(const kd_det_loss *ls) { return ls->avg_local; }
 const float *kd_det_loss_targets(const kd_det_loss *ls, int image) { return ls->tgt + (size_t)image * ls->A * 4; }
 
 static int level_of(const kd_level_geom *g, size_t a)
@@ -131,23 +134,33 @@ kd_status kd_det_loss_prepare(kd_det_loss *ls, const kd_model *m, const kd_image
     int div = (int)m->cfg.data_preprocessor.pad_size_divisor;
     ls->num_pos = 0;
     ls->weight_sum = 0;
+    ls->avg_local = 0;
     for (int i = 0; i < N; i++) {
         int ph = (gts[i].img_h + div - 1) / div * div, pw = (gts[i].img_w + div - 1) / div * div;
         uint8_t *valid = ls->valid + (size_t)i * ls->A;
         int *as = ls->assigned + (size_t)i * ls->A, *lb = ls->label + (size_t)i * ls->A;
         kd_anchors_image(g, ph, pw, ls->anchors, valid);
-        kd_atss_assign(g, ls->anchors, valid, (int)m->cfg.train_cfg.topk, gts[i].n, gts[i].boxes, as);
+        const kd_model_cfg *c = &m->cfg;
+        if (ls->type == KD_DET_RETINANET)
+            kd_max_iou_assign(ls->A, ls->anchors, valid, c->train_cfg.pos_iou_thr, c->train_cfg.neg_iou_thr,
+                              c->train_cfg.min_pos_iou, gts[i].n, gts[i].boxes, as);
+        else
+            kd_atss_assign(g, ls->anchors, valid, (int)c->train_cfg.topk, gts[i].n, gts[i].boxes, as);
+        double npos_i = 0;
         for (size_t a = 0; a < ls->A; a++) {
-            lb[a] = as[a] >= 0 ? gts[i].labels[as[a]] : -1;
+            lb[a] = as[a] >= 0 ? gts[i].labels[as[a]] : as[a];
             if (as[a] < 0) continue;
             float *tg = ls->tgt + 4 * ((size_t)i * ls->A + a);
             memcpy(tg, gts[i].boxes + 4 * as[a], 4 * sizeof(float));
             ls->num_pos += 1;
+            npos_i += 1;
             float w = ls->type == KD_DET_ATSS ? kd_atss_centerness_target(ls->anchors + 4 * a, tg)
-                                               : max_sigmoid(ls, level_of(g, a), i, a);
+                    : ls->type == KD_DET_GFL  ? max_sigmoid(ls, level_of(g, a), i, a)
+                                              : 0.0f;
             ls->wt[(size_t)i * ls->A + a] = w;
             ls->weight_sum += w;
         }
+        ls->avg_local += npos_i > 1 ? npos_i : 1;
     }
     local->num_pos = ls->num_pos;
     local->weight_sum = ls->weight_sum;
@@ -168,6 +181,7 @@ void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, doubl
     const kd_head *h = &m->head;
     memset(out, 0, sizeof *out);
     if (ls->type == KD_DET_ATSS) kd_atss_loss_levels(ls, m, P, W, grad_scale, out);
+    else if (ls->type == KD_DET_RETINANET) kd_retina_loss_levels(ls, m, grad_scale, out);
     else kd_det_loss_levels(ls, m, P, W, grad_scale, out);
     size_t N = (size_t)ls->N;
     for (int l = 0; l < ls->g.L; l++) {

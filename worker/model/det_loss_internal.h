@@ -28,6 +28,7 @@ struct kd_det_loss {
     int *assigned, *label; /* N*A: gt index, class (-1 negative) */
     float *tgt;     /* N*A*4 matched gt box */
     double num_pos, weight_sum;
+    double avg_local; /* RetinaNet: sum over the local images of max(positives, 1) */
 };
 
 /* Index of (image i, channel c, anchor row a of level l) in the level's N,C,H,W tensor, one
@@ -36,6 +37,14 @@ static inline size_t kd_loss_at(const kd_level_geom *g, int l, int C, int i, int
 {
     size_t hw = (size_t)g->h[l] * g->w[l];
     return ((size_t)i * C + c) * hw + (a - g->off[l]);
+}
+
+/* The same for A anchors per location: row r of level l is location (r - off[l]) / A,
+ * anchor (r - off[l]) % A, whose Cpa channels start at channel anchor * Cpa. */
+static inline size_t kd_loss_at_a(const kd_level_geom *g, int l, int Cpa, int i, int c, size_t r)
+{
+    size_t hw = (size_t)g->h[l] * g->w[l], rr = r - g->off[l], A = (size_t)g->A;
+    return ((size_t)i * A * Cpa + (rr % A) * Cpa + c) * hw + rr / A;
 }
 
 /* 1 - GIoU(p, t) and its gradient w.r.t. p (dp, 4), eps 1e-6 (MMDetection GIoULoss). */
@@ -48,6 +57,7 @@ void kd_det_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, 
                         kd_det_losses *out);
 void kd_atss_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, double grad_scale,
                          kd_det_losses *out);
+void kd_retina_loss_levels(kd_det_loss *ls, const kd_model *m, double grad_scale, kd_det_losses *out);
 /* atss_loss.c: sigmoid focal loss of one logit with a 0/1 target, and d/dx. */
 double kd_focal_elem(float x, int target, double gamma, double alpha, double *dx);
 /* atss_loss.c: ATSS's centerness target of an anchor (its centre) and a gt box. */

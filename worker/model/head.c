@@ -37,7 +37,7 @@ static kd_status head_shape(kd_head *h, const kd_model_cfg *cfg, int levels, kd_
 {
     const char *tn = kd_head_type_name(cfg->bbox_head.type);
     h->type = (int)cfg->bbox_head.type;
-    if (h->type == KD_DET_FCOS || h->type == KD_DET_RETINANET)
+    if (h->type == KD_DET_FCOS)
         return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type: %s is not implemented yet", tn);
     if ((int)cfg->type != h->type)
         return kd_errf(err, KD_EINVAL, "model.type %s does not match model.bbox_head.type %s",
@@ -53,6 +53,9 @@ static kd_status head_shape(kd_head *h, const kd_model_cfg *cfg, int levels, kd_
     h->A = h->type == KD_DET_RETINANET
                ? (int)(cfg->bbox_head.ratios.n * cfg->bbox_head.scales_per_octave)
                : 1;
+    if (h->A > KD_MAX_ANCHORS)
+        return kd_errf(err, KD_EINVAL, "model.bbox_head.anchor_generator: %d anchors per location, at most %d", h->A,
+                       KD_MAX_ANCHORS);
     h->cls_c = h->A * h->K;
     h->reg_c = h->type == KD_DET_GFL ? 4 * (h->R + 1) : 4 * h->A;
     h->ctr_tower = h->type == KD_DET_ATSS ? KD_TOWER_REG : -1;

@@ -332,6 +332,16 @@ void kd_level_geom_of(const kd_model *m, kd_level_geom *g);
 void kd_anchors_image(const kd_level_geom *g, int pad_h, int pad_w, float *anchors,
                       uint8_t *valid);
 
+/* Assignment results besides a gt index. */
+#define KD_ASSIGN_NEG (-1)
+#define KD_ASSIGN_IGNORE (-2) /* MaxIoU's band between the thresholds: label weight 0 */
+
+/* MaxIoUAssigner (max_iou.c; RetinaNet: 0.5, 0.4, min_pos_iou 0, every gt's best anchors
+ * taken, ties included) over the A valid-flagged anchors of one image. assigned[a] = gt
+ * index, KD_ASSIGN_NEG or KD_ASSIGN_IGNORE. */
+void kd_max_iou_assign(size_t A, const float *anchors, const uint8_t *valid, double pos_thr, double neg_thr,
+                       double min_pos_iou, int n_gt, const float *gt_boxes, int *assigned);
+
 /* ATSS (crosskd.md §3.4) over the valid anchors of one image. assigned[a] = gt index or -1
  * (negative; also for invalid anchors). Scratch is allocated inside. */
 void kd_atss_assign(const kd_level_geom *g, const float *anchors, const uint8_t *valid,
@@ -364,6 +374,8 @@ typedef struct kd_det_losses {
  *   GFLHead   QFL / P, GIoU (weight w_a = max sigmoid) / W, DFL / W     (gfl_loss.c)
  *   ATSSHead  focal / P, GIoU on decoded deltas weighted by the centerness targets / W,
  *             centerness BCE / P                                          (atss_loss.c)
+ *   RetinaHead focal / Pl, L1 on the encoded deltas / Pl, Pl = this rank's positives
+ *             (3.0.0rc6's AnchorHead does not reduce it)                 (retina_loss.c)
  * with P = mean over ranks of num_pos and W = max(1, mean over ranks of weight_sum). */
 typedef struct kd_det_loss kd_det_loss;
 kd_det_loss *kd_det_loss_create(const kd_model *m);
@@ -380,9 +392,11 @@ void kd_det_loss_normalisers(const kd_det_loss_stats *sum_over_ranks, int world_
  * m->d_ctr (overwritten), each multiplied by grad_scale. */
 void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, double grad_scale,
                          kd_det_losses *out);
-/* Assignment of the last prepare (per image, one entry per anchor row): label (-1 negative)
- * and gt index. */
+/* Assignment of the last prepare (per image, one entry per anchor row): label (-1 negative,
+ * -2 ignored) and gt index. */
 const int *kd_det_loss_assigned(const kd_det_loss *ls, int image);
+/* RetinaNet's local avg_factor of the last prepare: sum over the images of max(positives, 1). */
+double kd_det_loss_local_avg_factor(const kd_det_loss *ls);
 /* Per anchor row of image `image`: the matched gt box (4 floats; valid where assigned). */
 const float *kd_det_loss_targets(const kd_det_loss *ls, int image);
 
@@ -391,6 +405,8 @@ const float *kd_det_loss_targets(const kd_det_loss *ls, int image);
  * (the clamp passes no gradient outside its range). */
 void kd_delta_decode(const float *an, const float *d, const float *stds, float *box);
 void kd_delta_decode_bwd(const float *an, const float *d, const float *stds, const float *dbox, float *dd);
+/* The encode (bbox2delta): deltas of box gt at anchor an, divided by stds. */
+void kd_delta_encode(const float *an, const float *gt, const float *stds, float *d);
 
 /* Transitional names from when GFL was the only detector (callers on other branches). */
 typedef kd_det_loss kd_gfl_loss;

@@ -20,6 +20,8 @@ ref_kd.py (float64 reference, float32 weights):
   kd_atss_i3.expected.safetensors     CrossKD-ATSS (i 3): cross.{cls,reg,ctr}.l, the KD-QFL, GIoU
                                       box KD (weight 1) and centerness KD (weight 1) terms, grads
   kd_atss_pm.expected.safetensors     the same ATSS KD losses on the student's own outputs
+  kd_retina_*                         the same for tiny RetinaNets (9 anchors, KD-QFL on the
+                                      label-weighted anchors, GIoU box KD, / the local avg_factor)
 
 Run with Debian's PyTorch: /usr/bin/python3 tests/unit/distill/gen_kd_fixtures.py [out_dir]
 """
@@ -35,6 +37,7 @@ sys.path.insert(0, os.path.join(HERE, '..', 'model'))
 import ref_kd as K  # noqa: E402
 import gen_fixtures as G  # noqa: E402
 import ref_atss as RA  # noqa: E402
+import ref_retina as RR  # noqa: E402
 
 R = K.R
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '..', '..', 'fixtures', 'distill')
@@ -122,7 +125,8 @@ def run(scfg, sw, tcfg, tw, batch, idx, mimic, pkd=0.0, name=None):
     R.st_write(os.path.join(OUT, name + '.expected.safetensors'), exp)
 
 
-def run_atss(scfg, sw, tcfg, tw, batch, idx, mimic, name):
+def run_delta(scfg, sw, tcfg, tw, batch, idx, mimic, name):
+    """ATSS (cls, deltas, centerness KD) or RetinaNet (cls, deltas KD) student and teacher."""
     p = params_of(sw, scfg, True)
     tp = params_of(tw, tcfg, False)
     img = torch.from_numpy(batch['img']).double()
@@ -134,11 +138,21 @@ def run_atss(scfg, sw, tcfg, tw, batch, idx, mimic, name):
     with torch.no_grad():
         tcls, treg, theld = R.forward(tp, tcfg, img, hold, tctr)
     cls, reg, held = R.forward(p, scfg, img, hold, sctr)
-    det, labels = RA.atss_loss(scfg, cls, reg, sctr, shapes, gts)
-    P = float(sum(int((l >= 0).sum()) for l in labels))
-    masks = K.valid_masks(scfg, [(c.shape[2], c.shape[3]) for c in cls], shapes, img.dtype)
-    X = list(zip(cls, reg, sctr)) if mimic else K.cross_head_atss(tp, tcfg, held, theld, idx)
-    cls_kd, reg_kd, ctr_kd = K.atss_kd_losses(scfg, X, list(zip(tcls, treg, tctr)), masks, labels, P)
+    if scfg['head'] == 'retina':
+        det, labels = RR.retina_loss(scfg, cls, reg, shapes, gts)
+        P = float(sum(int((l >= 0).sum()) for l in labels))
+        lws = RR.targets(scfg, cls, shapes, gts)[3]
+        Z = float(sum(max(int((l >= 0).sum()), 1) for l in labels))
+        X = list(zip(cls, reg)) if mimic else K.cross_head(tp, tcfg, held, theld, idx)
+        cls_kd, reg_kd = K.retina_kd_losses(scfg, X, list(zip(tcls, treg)), lws, Z)
+        ctr_kd = cls_kd * 0
+        X = [x + (None,) for x in X]
+    else:
+        det, labels = RA.atss_loss(scfg, cls, reg, sctr, shapes, gts)
+        P = float(sum(int((l >= 0).sum()) for l in labels))
+        masks = K.valid_masks(scfg, [(c.shape[2], c.shape[3]) for c in cls], shapes, img.dtype)
+        X = list(zip(cls, reg, sctr)) if mimic else K.cross_head_atss(tp, tcfg, held, theld, idx)
+        cls_kd, reg_kd, ctr_kd = K.atss_kd_losses(scfg, X, list(zip(tcls, treg, tctr)), masks, labels, P)
     total = det['loss'] + cls_kd + reg_kd + ctr_kd
     total.backward()
     exp = {'loss.loss_cls_kd': np.array(float(cls_kd), np.float32).reshape(()),
@@ -152,7 +166,8 @@ def run_atss(scfg, sw, tcfg, tw, batch, idx, mimic, name):
                 continue
             exp['cross.cls.%d' % l] = xc.detach().float().numpy()
             exp['cross.reg.%d' % l] = xr.detach().float().numpy()
-            exp['cross.ctr.%d' % l] = xt.detach().float().numpy()
+            if xt is not None:
+                exp['cross.ctr.%d' % l] = xt.detach().float().numpy()
     for k, t in p.items():
         if t.requires_grad:
             exp['grad.' + k] = t.grad.float().numpy()
@@ -174,8 +189,27 @@ def main_atss(batch):
     sw, tw = G.random_weights(s, 31), G.random_weights(t, 32)
     R.st_write(os.path.join(OUT, 'kd_atss_student.weights.safetensors'), sw)
     R.st_write(os.path.join(OUT, 'kd_atss_teacher.weights.safetensors'), tw)
-    run_atss(s, sw, t, tw, batch, 3, False, 'kd_atss_i3')
-    run_atss(s, sw, t, tw, batch, 3, True, 'kd_atss_pm')
+    run_delta(s, sw, t, tw, batch, 3, False, 'kd_atss_i3')
+    run_delta(s, sw, t, tw, batch, 3, True, 'kd_atss_pm')
+
+
+def main_retina(batch):
+    kw = dict(head='retina', base=2, stacked=4, octave=4, ratios=[0.5, 1.0, 2.0], scales_per_octave=3,
+              stds=[1.0, 1.0, 1.0, 1.0], w_bbox=1.0, nms_iou=0.5, head_std=0.7)
+    s = G.base_cfg(**kw)
+    t = G.base_cfg(frozen_stages=-1, **kw)
+    kd = 'kd_cfg: {method: crosskd, reused_teacher_head_idx: 3}'
+    with open(os.path.join(OUT, 'kd_retina_student.yaml'), 'w') as f:
+        f.write(G.yaml_of(s, teacher='kd_retina_teacher.yaml', idx=3)
+                .replace('tests/unit/model/gen_fixtures.py', 'tests/unit/distill/gen_kd_fixtures.py')
+                .replace(kd, kd[:-1] + ', loss_reg_kd: {loss_weight: 1.0}}'))
+    with open(os.path.join(OUT, 'kd_retina_teacher.yaml'), 'w') as f:
+        f.write(G.yaml_of(t).replace('tests/unit/model/gen_fixtures.py', 'tests/unit/distill/gen_kd_fixtures.py'))
+    sw, tw = G.random_weights(s, 41), G.random_weights(t, 42)
+    R.st_write(os.path.join(OUT, 'kd_retina_student.weights.safetensors'), sw)
+    R.st_write(os.path.join(OUT, 'kd_retina_teacher.weights.safetensors'), tw)
+    run_delta(s, sw, t, tw, batch, 3, False, 'kd_retina_i3')
+    run_delta(s, sw, t, tw, batch, 3, True, 'kd_retina_pm')
 
 
 def main():
@@ -201,6 +235,7 @@ def main():
     run(s, sw, t, tw, batch, 3, 'ld', name='kd_ld')
     run(s, sw, t, tw, batch, 3, 'rm_pfi', name='kd_rm_pfi')
     main_atss(batch)
+    main_retina(batch)
 
 
 if __name__ == '__main__':

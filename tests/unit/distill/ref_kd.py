@@ -288,3 +288,33 @@ def atss_kd_losses(cfg, X, T, masks, labels, P, w_cls=1.0, beta=1.0, w_reg=1.0, 
         xs, ts = xt.permute(0, 2, 3, 1).reshape(-1), tt.permute(0, 2, 3, 1).reshape(-1)
         ctr_kd = ctr_kd + F.binary_cross_entropy_with_logits(xs[pos], ts[pos].sigmoid(), reduction='sum')
     return (w_cls * cls_kd / (P + EPS32), w_reg * reg_kd / (P + EPS32), w_ctr * ctr_kd / (P + EPS32))
+
+
+# ---------------------------------------------------------------- RetinaNet (crosskd.md §6.1)
+def retina_kd_losses(cfg, X, T, lws, Z, w_cls=1.0, beta=1.0, w_reg=1.0):
+    """X, T: [(cls, deltas)] per level, A anchors per location; lws: per image the label
+    weights of every anchor row (valid and not in MaxIoU's ignore band). KD-QFL weighted by
+    them and r_a (1 - GIoU) of the delta-decoded boxes (stds 1), r_a = sigmoid(max_c Tc_a) *
+    lw_a, both / (Z + eps), Z = sum over images of max(positives, 1)."""
+    import ref_atss as RA
+    import ref_retina as RR
+    K = cfg['num_classes']
+    sizes = [(x[0].shape[2], x[0].shape[3]) for x in X]
+    anchors, _ = RR.anchors_and_valid(cfg, sizes, (1 << 30, 1 << 30))
+    A = R.num_anchors(cfg)
+    cls_kd = reg_kd = 0
+    o = 0
+    for (xc, xr), (tc, tr) in zip(X, T):
+        N, _, H, W = xr.shape
+        n = H * W * A
+        anc = anchors[o:o + n].repeat(N, 1)
+        lw = torch.cat([m[o:o + n] for m in lws]).to(xc.dtype)
+        o += n
+        xcs, tcs = xc.permute(0, 2, 3, 1).reshape(-1, K), tc.permute(0, 2, 3, 1).reshape(-1, K)
+        cls_kd = cls_kd + (kd_qfl(xcs, tcs, beta).sum(1) * lw).sum()
+        r = torch.sigmoid(tcs.max(1)[0]) * lw
+        keep = r > 0
+        bs = RA.delta_decode(anc, xr.permute(0, 2, 3, 1).reshape(-1, 4), cfg['stds'])
+        bt = RA.delta_decode(anc, tr.permute(0, 2, 3, 1).reshape(-1, 4), cfg['stds'])
+        reg_kd = reg_kd + (r[keep] * (1 - R.aligned_overlaps(bs[keep], bt[keep], 'giou'))).sum()
+    return w_cls * cls_kd / (Z + EPS32), w_reg * reg_kd / (Z + EPS32)

@@ -4,14 +4,17 @@
  * images of different sizes.
  *
  *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT
- *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi | atss_i3 | atss_pm
+ *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi | atss_i3 | atss_pm |
+ *               retina_i3 | retina_pm
  * iN: CrossKD with reused_teacher_head_idx N; pm: prediction mimicking (the same KD losses
  * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6); bckd: BCKD
  * (binary cls KD weight 1, GIoU localisation KD weight 4); ld: LD (main + VLR LD weight 0.25
  * T 10, main KD weight 10 T 2); rm_pfi: Rank Mimicking (weight 4) + PFI (weight 1.5);
  * atss_i3 / atss_pm: CrossKD (i 3) / prediction mimicking between tiny ATSSs (kd_atss_*:
  * KD-QFL, GIoU box KD weight 1 and centerness KD weight 1, all / P), also checking
- * loss.loss_center_kd and the cross-head centerness.
+ * loss.loss_center_kd and the cross-head centerness; retina_i3 / retina_pm: the same between
+ * tiny RetinaNets (kd_retina_*: 9 anchors, KD-QFL on label-weighted anchors, GIoU box KD
+ * weight 1, both / the student's local avg_factor).
  * Checked, each as its own sub-test:
  *   cross   cross-head predictions, levels 1..4 (level 0 only through the losses and
  *           gradients, to keep the fixtures small): |c - r| <= 1e-4 |r| + 1e-4 max|r|
@@ -72,7 +75,7 @@ static void compare(const char *prefix, double rtol, double atol_rel)
 
 static void cross(void)
 {
-    if ((variant[0] != 'i' && strcmp(variant, "atss_i3")) || strstr(variant, "pkd")) return; /* iN only */
+    if ((variant[0] != 'i' && !strstr(variant, "_i3")) || strstr(variant, "pkd")) return; /* iN only */
     compare("cross.", 1e-4, 1e-4);
 }
 
@@ -90,14 +93,15 @@ static void grads(void) { compare("grad.", 2e-3, 1e-3); }
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi|atss_i3|atss_pm\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi|atss_i3|atss_pm|retina_i3|retina_pm\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
     char out[256], cmd[4096], set[256];
     atss = !strncmp(variant, "atss_", 5);
-    const char *pre = atss ? "kd_atss_" : "kd_";
-    if (!strcmp(variant, "pm") || !strcmp(variant, "atss_pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
+    int retina = !strncmp(variant, "retina_", 7);
+    const char *pre = atss ? "kd_atss_" : retina ? "kd_retina_" : "kd_";
+    if (!strcmp(variant, "pm") || !strcmp(variant, "atss_pm") || !strcmp(variant, "retina_pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
     else if (!strcmp(variant, "pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2");
     else if (!strcmp(variant, "bckd")) snprintf(set, sizeof set, "--set model.kd_cfg.method=bckd");
@@ -109,7 +113,7 @@ int main(int argc, char **argv)
                                   "--set model.kd_cfg.loss_reg_kd.loss_weight=0.25 --set model.kd_cfg.loss_reg_kd.T=10");
     else if (!strcmp(variant, "i3pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.loss_feat_kd.loss_weight=6");
-    else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", variant + (atss ? 6 : 1));
+    else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", strrchr(variant, 'i') + 1);
     snprintf(out, sizeof out, "distill_fixture_%s_%d.safetensors", variant, (int)getpid());
     snprintf(cmd, sizeof cmd,
              "'%s' --config '%s/%sstudent.yaml' --student '%s/%sstudent.weights.safetensors' "

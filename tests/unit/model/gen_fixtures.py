@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ref_gfl as R  # noqa: E402
 import ref_atss as RA  # noqa: E402
+import ref_retina as RR  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures', 'model')
@@ -41,7 +42,7 @@ def base_cfg(**kw):
 
 
 def yaml_of(c, teacher=None, idx=None):
-    name = {'gfl': ('GFL', 'GFLHead'), 'atss': ('ATSS', 'ATSSHead')}[c['head']]
+    name = {'gfl': ('GFL', 'GFLHead'), 'atss': ('ATSS', 'ATSSHead'), 'retina': ('RetinaNet', 'RetinaHead')}[c['head']]
     s = ('# tiny %s for the model tests (written by tests/unit/model/gen_fixtures.py)\n'
          'threads: 2\nmodel:\n' % name[0])
     if c['head'] != 'gfl':
@@ -54,6 +55,12 @@ def yaml_of(c, teacher=None, idx=None):
          % (c['depth'], c['base'], c['frozen_stages'], c['fpn_out'], c['start_level'],
             c['num_outs'], '    type: %s\n' % name[1] if c['head'] != 'gfl' else '', c['num_classes'], c['stacked'], c['feat'], c['reg_max'],
             c['gn_groups'], c['octave'], c['strides']))
+    if c['head'] == 'retina':
+        s = s.replace('anchor_generator: {', 'anchor_generator: {ratios: %s, scales_per_octave: %d, '
+                      % (c['ratios'], c['scales_per_octave']))
+        s += ('    bbox_coder: {target_stds: %s}\n    loss_bbox: {loss_weight: %s}\n'
+              '  test_cfg: {nms: {iou_threshold: %s}}\n'
+              % (c['stds'], c['w_bbox'], c['nms_iou']))
     if idx is not None:
         s += '  kd_cfg: {method: crosskd, reused_teacher_head_idx: %d}\n' % idx
     if teacher:
@@ -86,10 +93,12 @@ def random_weights(cfg, seed):
         elif len(shape) == 4:
             fan_in = shape[1] * shape[2] * shape[3]
             std = (2.0 / fan_in) ** 0.5
-            if k.startswith('bbox_head.gfl_reg') or k.startswith('bbox_head.atss_reg'):
+            if k.startswith(('bbox_head.gfl_reg', 'bbox_head.atss_reg', 'bbox_head.retina_reg')):
                 std *= 0.5
+            if cfg['head'] == 'retina' and k.startswith('bbox_head.'):
+                std *= cfg.get('head_std', 0.25)  # no GN in this head: keep its outputs unsaturated
             v = std * rn(*shape)
-        elif k.endswith('gfl_cls.bias') or k.endswith('atss_cls.bias'):
+        elif k.endswith(('gfl_cls.bias', 'atss_cls.bias', 'retina_cls.bias')):
             v = -2.0 + 0.3 * rn(*shape)
         elif k.endswith('.weight'):  # BN / GN gamma
             v = ru(0.5, 1.5, *shape)
@@ -130,7 +139,7 @@ def run(name, cfg, seed, teacher=None, idx=None):
         t = torch.from_numpy(np.array(v)).double()
         p[k] = t.requires_grad_(shapes[k][1])
     img = torch.from_numpy(batch['img']).double()
-    atss = cfg['head'] == 'atss'
+    atss, retina = cfg['head'] == 'atss', cfg['head'] == 'retina'
     ctr = [] if atss else None
     cls, reg, held = R.forward(p, cfg, img, idx if idx is not None else -1, ctr)
     gts = [(torch.from_numpy(batch['gt_bboxes.%d' % i]), torch.from_numpy(batch['gt_labels.%d' % i]))
@@ -138,6 +147,8 @@ def run(name, cfg, seed, teacher=None, idx=None):
     shp = [tuple(s) for s in batch['img_shape']]
     if atss:
         losses, labels = RA.atss_loss(cfg, cls, reg, ctr, shp, gts)
+    elif retina:
+        losses, labels = RR.retina_loss(cfg, cls, reg, shp, gts)
     else:
         losses, labels = R.gfl_loss(cfg, cls, reg, shp, gts)
     losses['loss'].backward()
@@ -160,6 +171,8 @@ def run(name, cfg, seed, teacher=None, idx=None):
             dc, dr = [c.detach() for c in cls], [r.detach() for r in reg]
             if atss:
                 b, sc, lb = RA.predict(cfg, dc, dr, [c.detach() for c in ctr], i, hw, SCALES[i])
+            elif retina:
+                b, sc, lb = RR.predict(cfg, dc, dr, i, hw, SCALES[i])
             else:
                 b, sc, lb = R.predict(cfg, dc, dr, i, hw, SCALES[i])
             exp['det.boxes.%d' % i] = b.float().numpy().reshape(-1, 4)
@@ -229,6 +242,12 @@ def main():
     with open(os.path.join(OUT, 'atss.yaml'), 'w') as f:
         f.write(yaml_of(c))
     run('atss', c, 5)
+    # RetinaNet: 9 anchors per location, no norm in the head, MaxIoU, focal + L1
+    c = base_cfg(head='retina', num_classes=3, stacked=2, octave=4, ratios=[0.5, 1.0, 2.0], scales_per_octave=3,
+                 stds=[1.0, 1.0, 1.0, 1.0], w_bbox=1.0, nms_iou=0.5)
+    with open(os.path.join(OUT, 'retina.yaml'), 'w') as f:
+        f.write(yaml_of(c))
+    run('retina', c, 6)
 
 
 if __name__ == '__main__':

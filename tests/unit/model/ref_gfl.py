@@ -65,6 +65,10 @@ def resnet_arch(depth):
             50: ('bottleneck', [3, 4, 6, 3]), 101: ('bottleneck', [3, 4, 23, 3])}[depth]
 
 
+def num_anchors(cfg):
+    return len(cfg.get('ratios', [1.0])) * cfg.get('scales_per_octave', 1) if cfg.get('head') == 'retina' else 1
+
+
 def param_shapes(cfg):
     """Ordered {key: (shape, trainable)} of a GFL detector with MMDetection names."""
     out = {}
@@ -109,20 +113,24 @@ def param_shapes(cfg):
         out['neck.fpn_convs.%d.conv.bias' % i] = ((C,), True)
     Fc, R1, K = cfg['feat'], cfg['reg_max'] + 1, cfg['num_classes']
     head = cfg.get('head', 'gfl')
+    A = num_anchors(cfg)
     for t in ('cls', 'reg'):
         for j in range(cfg['stacked']):
             out['bbox_head.%s_convs.%d.conv.weight' % (t, j)] = ((Fc, C if j == 0 else Fc, 3, 3), True)
+            if head == 'retina':  # ConvModule without norm: conv bias
+                out['bbox_head.%s_convs.%d.conv.bias' % (t, j)] = ((Fc,), True)
+                continue
             out['bbox_head.%s_convs.%d.gn.weight' % (t, j)] = ((Fc,), True)
             out['bbox_head.%s_convs.%d.gn.bias' % (t, j)] = ((Fc,), True)
-    out['bbox_head.%s_cls.weight' % head] = ((K, Fc, 3, 3), True)
-    out['bbox_head.%s_cls.bias' % head] = ((K,), True)
-    RC = 4 * R1 if head == 'gfl' else 4
+    out['bbox_head.%s_cls.weight' % head] = ((A * K, Fc, 3, 3), True)
+    out['bbox_head.%s_cls.bias' % head] = ((A * K,), True)
+    RC = 4 * R1 if head == 'gfl' else 4 * A
     out['bbox_head.%s_reg.weight' % head] = ((RC, Fc, 3, 3), True)
     out['bbox_head.%s_reg.bias' % head] = ((RC,), True)
     if head == 'atss':
         out['bbox_head.atss_centerness.weight'] = ((1, Fc, 3, 3), True)
         out['bbox_head.atss_centerness.bias'] = ((1,), True)
-    for l in range(cfg['num_outs']):
+    for l in range(cfg['num_outs'] if head != 'retina' else 0):
         out['bbox_head.scales.%d.scale' % l] = ((), True)
     if head == 'gfl':
         out['bbox_head.integral.project'] = ((R1,), False)
@@ -184,9 +192,11 @@ def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1, ctr=None):
     if hold_idx == 0 and held is not None:
         held.append(x)
     for j in range(first, cfg['stacked']):
-        x = F.conv2d(x, p['bbox_head.%s_convs.%d.conv.weight' % (t, j)], None, 1, 1)
-        x = F.group_norm(x, cfg['gn_groups'], p['bbox_head.%s_convs.%d.gn.weight' % (t, j)],
-                         p['bbox_head.%s_convs.%d.gn.bias' % (t, j)], eps=1e-5)
+        x = F.conv2d(x, p['bbox_head.%s_convs.%d.conv.weight' % (t, j)],
+                     p.get('bbox_head.%s_convs.%d.conv.bias' % (t, j)), 1, 1)
+        if head != 'retina':
+            x = F.group_norm(x, cfg['gn_groups'], p['bbox_head.%s_convs.%d.gn.weight' % (t, j)],
+                             p['bbox_head.%s_convs.%d.gn.bias' % (t, j)], eps=1e-5)
         x = F.relu(x)
         if held is not None and j + 1 == hold_idx:
             held.append(x)
@@ -194,8 +204,8 @@ def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1, ctr=None):
         return F.conv2d(x, p['bbox_head.%s_cls.weight' % head], p['bbox_head.%s_cls.bias' % head], 1, 1)
     if head == 'atss' and ctr is not None:
         ctr.append(F.conv2d(x, p['bbox_head.atss_centerness.weight'], p['bbox_head.atss_centerness.bias'], 1, 1))
-    return F.conv2d(x, p['bbox_head.%s_reg.weight' % head], p['bbox_head.%s_reg.bias' % head], 1, 1) * \
-        p['bbox_head.scales.%d.scale' % level]
+    reg = F.conv2d(x, p['bbox_head.%s_reg.weight' % head], p['bbox_head.%s_reg.bias' % head], 1, 1)
+    return reg if head == 'retina' else reg * p['bbox_head.scales.%d.scale' % level]
 
 
 def forward(p, cfg, img, hold_idx=-1, ctr=None):
