@@ -196,7 +196,7 @@ int main(int argc, char **argv)
         put_scalar(&of, "loss.loss_cls_kd", kt.loss_cls_kd);
         put_scalar(&of, "loss.loss_reg_kd", kt.loss_reg_kd);
         put_scalar(&of, "loss.loss_feat_kd", kt.loss_feat_kd);
-        if (sm->head.ctr_tower >= 0) put_scalar(&of, "loss.loss_center_kd", kt.loss_center_kd);
+        if (kd_distiller_has_center_kd(dist)) put_scalar(&of, "loss.loss_center_kd", kt.loss_center_kd);
     }
     kd_model_zero_grad(sm);
     if (dist && with_kd) kd_distiller_backward(dist, sm);

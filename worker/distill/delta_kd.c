@@ -13,6 +13,10 @@
  * ATSS: lw_a = 1 on valid anchors, Z = P (the mean over ranks of the GT positives).
  * RetinaNet: lw_a = 1 on valid anchors outside MaxIoU's ignore band, Z = the student's local
  * avg_factor (sum over images of max(positives, 1); AnchorHead reduces nothing).
+ * A teacher of another head type than the student's (crosskd, paper Table 7; these KD
+ * losses follow the teacher's outputs): Z = P; ATSS's positives are the student's (one
+ * anchor per location in both); a RetinaNet teacher's lw_a = 1 on every valid anchor (the
+ * student has no MaxIoU ignore band). Anchors and box coder are the teacher's.
  * (Unlike GFL's KL term, the box KD is normalised by Z, not by the weight sum.) Gradients go
  * to d->dc, d->dr and d->dctr; distill.c routes them (through the teacher's layers for
  * crosskd, onto the student's outputs for pred_mimic).
@@ -43,8 +47,12 @@ static void level_weights(kd_distiller *d, int n, int l, const kd_det_loss *ls, 
 
 void kd_delta_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, double P, kd_distill_terms *out)
 {
-    int retina = d->type == KD_DET_RETINANET, A = d->g.A;
-    double Z = retina ? kd_det_loss_local_avg_factor(ls) : P;
+    int A = d->g.A, same = d->stype == d->type;
+    double Z = same && d->type == KD_DET_RETINANET ? kd_det_loss_local_avg_factor(ls) : P;
+    /* the student's labels address the teacher's anchor rows when both have one anchor per
+     * location (a GFL student's ATSS positives for an ATSS teacher); a RetinaNet teacher of
+     * another student type has no ignore band: valid anchors only */
+    if (!same && A != 1) ls = NULL;
     double zs = 1.0 / (Z + (double)FLT_EPSILON);
     kd_distill_zero_grads(d, n);
     for (int l = 0; l < d->L; l++) {

@@ -101,7 +101,9 @@ static kd_status check_pair(const kd_model_cfg *s, const kd_model_cfg *t, int me
                             kd_err *err)
 {
     const char *what = NULL;
-    if (t->bbox_head.type != s->bbox_head.type) what = "bbox_head.type (teachers of another head type are not implemented yet)";
+    if (t->bbox_head.type != s->bbox_head.type && method != KD_KD_CROSSKD)
+        what = "bbox_head.type (only crosskd, which runs the teacher's own head, takes a teacher of another head type)";
+    else if (t->bbox_head.type == KD_DET_FCOS) what = "bbox_head.type (FCOS is not implemented)";
     else if (t->bbox_head.num_classes != s->bbox_head.num_classes) what = "bbox_head.num_classes";
     else if (t->bbox_head.reg_max != s->bbox_head.reg_max) what = "bbox_head.reg_max";
     else if (t->neck.num_outs != s->neck.num_outs) what = "neck.num_outs";
@@ -171,7 +173,6 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     d->T = (float)m->kd_cfg.loss_reg_kd_T;
     d->w_feat = (float)m->kd_cfg.loss_feat_kd_weight;
     d->w_ctr = (float)m->kd_cfg.loss_center_kd_weight;
-    for (int k = 0; k < 4; k++) d->stds[k] = (float)m->bbox_head.target_stds.v[k];
     d->log_conflict = m->kd_cfg.log_conflict_ratio;
     d->conflict_thr = (float)m->kd_cfg.conflict_threshold;
     d->tcfg = kd_xcalloc(1, sizeof *d->tcfg);
@@ -188,13 +189,19 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     if (m->kd_cfg.adapter) create_adapter(d, m, &d->tcfg->model, (uint64_t)cfg->seed);
     d->K = (int)m->bbox_head.num_classes;
     d->R1 = (int)m->bbox_head.reg_max + 1;
-    d->type = student->head.type;
-    d->RC = student->head.reg_c;
-    d->CC = student->head.cls_c;
-    d->has_ctr = student->head.ctr_tower >= 0;
+    /* the KD losses follow the teacher's outputs (a CrossKD teacher may have another head
+     * type than the student's, paper Table 7) */
+    const kd_head *th = &d->teacher->head;
+    d->type = th->type;
+    d->stype = student->head.type;
+    d->RC = th->reg_c;
+    d->CC = th->cls_c;
+    d->has_ctr = th->ctr_tower >= 0;
+    for (int k = 0; k < 4; k++) d->stds[k] = (float)d->tcfg->model.bbox_head.target_stds.v[k];
     static const char *const what[] = {"", "CrossKD", "prediction mimicking", "LD", "PKD", "RM+PFI", "BCKD"};
-    KD_INFO("distillation: %s%s, teacher GFL ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
-            what[d->method], d->method == KD_KD_CROSSKD && d->w_feat > 0 ? "+PKD" : "", d->tcfg->model.backbone.depth, tpath,
+    KD_INFO("distillation: %s%s, teacher %s ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
+            what[d->method], d->method == KD_KD_CROSSKD && d->w_feat > 0 ? "+PKD" : "", kd_head_type_name(th->type),
+            d->tcfg->model.backbone.depth, tpath,
             ckpt, d->teacher->params.total_elems, (double)kd_model_activation_bytes(d->teacher) / (1 << 20));
     *out = d;
     return KD_OK;
@@ -227,6 +234,11 @@ const float *kd_distiller_cross(const kd_distiller *d, int level, int tower)
     return d->method == KD_KD_CROSSKD ? d->x[level][tower].pred.p : NULL;
 }
 
+int kd_distiller_has_center_kd(const kd_distiller *d)
+{
+    return d->has_ctr && (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC);
+}
+
 const float *kd_distiller_cross_ctr(const kd_distiller *d, int level)
 {
     return d->method == KD_KD_CROSSKD && d->has_ctr ? d->x[level][KD_TOWER_REG].ctr.p : NULL;
@@ -241,7 +253,7 @@ kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n,
  * and host copies of the teacher's outputs the method reads. */
 static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
 {
-    kd_level_geom_of(st, &d->g);
+    kd_level_geom_of(d->teacher, &d->g); /* the teacher's anchors: its outputs are decoded there */
     d->L = d->g.L;
     int div = (int)st->cfg.data_preprocessor.pad_size_divisor;
     for (int l = 0; l < d->L; l++) {

@@ -4,8 +4,10 @@
  * A distiller owns the frozen teacher (an inference-mode kd_model: no gradient or momentum
  * arenas, activations shared except its outputs and held features; weights from
  * teacher_ckpt, architecture from the model section of teacher_config; never saved with the
- * student) and the method's workspace. Students and teachers are GFLHead, or ATSSHead for
- * crosskd and pred_mimic (teacher of the same head type). Per step, after the student's forward and
+ * student) and the method's workspace. GFLHead students take every method; ATSSHead and
+ * RetinaHead students crosskd and pred_mimic. The teacher has the student's head type,
+ * except for crosskd, whose cross-head runs through the teacher's own head (any type:
+ * paper Table 7) and whose KD losses are the ones of the teacher's head type. Per step, after the student's forward and
  * kd_det_loss_compute (which overwrites the student's d_cls / d_reg):
  *
  *   kd_distiller_teacher_forward(d, img, n, h, w)    teacher on the same batch tensor
@@ -92,5 +94,7 @@ const float *kd_distiller_cross(const kd_distiller *d, int level, int tower);
 /* crosskd with a centerness head (ATSS): the cross-head centerness logits of level l (device,
  * N, 1, H, W); NULL otherwise. */
 const float *kd_distiller_cross_ctr(const kd_distiller *d, int level);
+/* The method has ATSS's centerness KD (loss_center_kd): an ATSSHead teacher. */
+int kd_distiller_has_center_kd(const kd_distiller *d);
 
 #endif

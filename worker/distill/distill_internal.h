@@ -54,7 +54,8 @@ struct kd_distiller {
     int CC;      /* cls channels: A * K (RetinaNet: 9 anchors per location) */
     int RC;      /* reg channels: GFL 4 (reg_max + 1), ATSS 4 deltas, RetinaNet 4 A */
     int has_ctr; /* the heads have a centerness output (ATSS) */
-    int type;    /* kd_detector of the heads */
+    int type;    /* kd_detector of the teacher's head: the KD losses follow its outputs */
+    int stype;   /* the student's (differs only for crosskd, paper Table 7) */
     const kd_image_gt *gts; /* the batch of the last kd_distiller_forward */
     kd_level_geom g;
     /* per level: valid extents per image, host copies (teacher, source predictions) and the

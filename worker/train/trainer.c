@@ -137,7 +137,7 @@ static int term_shown(const kd_trainer *t, int i)
     if (i < T_CLS_KD) return 1;
     if (!t->distill) return 0;
     if (i == T_CLS_KD || i == T_REG_KD) return method != KD_KD_PKD;
-    if (i == T_CTR_KD) return t->student->head.ctr_tower >= 0 && (method == KD_KD_CROSSKD || method == KD_KD_PRED_MIMIC);
+    if (i == T_CTR_KD) return kd_distiller_has_center_kd(t->distill);
     if (i == T_FEAT_KD) return method == KD_KD_PKD || method == KD_KD_RM_PFI || m->kd_cfg.loss_feat_kd_weight > 0;
     return m->kd_cfg.log_conflict_ratio;
 }

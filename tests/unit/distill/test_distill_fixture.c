@@ -5,7 +5,7 @@
  *
  *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT
  *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi | atss_i3 | atss_pm |
- *               retina_i3 | retina_pm
+ *               retina_i3 | retina_pm | x_atss | x_retina
  * iN: CrossKD with reused_teacher_head_idx N; pm: prediction mimicking (the same KD losses
  * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6); bckd: BCKD
  * (binary cls KD weight 1, GIoU localisation KD weight 4); ld: LD (main + VLR LD weight 0.25
@@ -14,7 +14,9 @@
  * KD-QFL, GIoU box KD weight 1 and centerness KD weight 1, all / P), also checking
  * loss.loss_center_kd and the cross-head centerness; retina_i3 / retina_pm: the same between
  * tiny RetinaNets (kd_retina_*: 9 anchors, KD-QFL on label-weighted anchors, GIoU box KD
- * weight 1, both / the student's local avg_factor).
+ * weight 1, both / the student's local avg_factor); x_atss / x_retina: CrossKD (i 3) of the
+ * GFL student through the ATSS / RetinaNet teacher (paper Table 7: the teacher's own head,
+ * its type's KD losses, / P).
  * Checked, each as its own sub-test:
  *   cross   cross-head predictions, levels 1..4 (level 0 only through the losses and
  *           gradients, to keep the fixtures small): |c - r| <= 1e-4 |r| + 1e-4 max|r|
@@ -75,7 +77,7 @@ static void compare(const char *prefix, double rtol, double atol_rel)
 
 static void cross(void)
 {
-    if ((variant[0] != 'i' && !strstr(variant, "_i3")) || strstr(variant, "pkd")) return; /* iN only */
+    if ((variant[0] != 'i' && variant[0] != 'x' && !strstr(variant, "_i3")) || strstr(variant, "pkd")) return;
     compare("cross.", 1e-4, 1e-4);
 }
 
@@ -93,12 +95,13 @@ static void grads(void) { compare("grad.", 2e-3, 1e-3); }
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi|atss_i3|atss_pm|retina_i3|retina_pm\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi|atss_i3|atss_pm|retina_i3|retina_pm|x_atss|x_retina\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
     char out[256], cmd[4096], set[256];
-    atss = !strncmp(variant, "atss_", 5);
+    atss = !strncmp(variant, "atss_", 5) || !strcmp(variant, "x_atss");
+    int cross_type = variant[0] == 'x';
     int retina = !strncmp(variant, "retina_", 7);
     const char *pre = atss ? "kd_atss_" : retina ? "kd_retina_" : "kd_";
     if (!strcmp(variant, "pm") || !strcmp(variant, "atss_pm") || !strcmp(variant, "retina_pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
@@ -111,14 +114,18 @@ int main(int argc, char **argv)
     else if (!strcmp(variant, "ld"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=ld --set model.kd_cfg.loss_cls_kd.loss_weight=10 "
                                   "--set model.kd_cfg.loss_reg_kd.loss_weight=0.25 --set model.kd_cfg.loss_reg_kd.T=10");
+    else if (cross_type) snprintf(set, sizeof set, " ");
     else if (!strcmp(variant, "i3pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.loss_feat_kd.loss_weight=6");
     else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", strrchr(variant, 'i') + 1);
+    char cfgpre[64]; /* the cross-type variants have their own student config, kd_x_<teacher>_student.yaml */
+    snprintf(cfgpre, sizeof cfgpre, cross_type ? "kd_%s_" : "%s", cross_type ? variant : pre);
     snprintf(out, sizeof out, "distill_fixture_%s_%d.safetensors", variant, (int)getpid());
     snprintf(cmd, sizeof cmd,
              "'%s' --config '%s/%sstudent.yaml' --student '%s/%sstudent.weights.safetensors' "
              "--teacher '%s/%steacher.weights.safetensors' --batch '%s/kd.batch.safetensors' --out '%s' --kd %s",
-             inspect, dir, pre, dir, pre, dir, pre, dir, out, set);
+             inspect, dir, cfgpre, dir, cross_type ? "kd_" : pre, dir,
+             cross_type ? (atss ? "kd_atss_" : "kd_retina_") : pre, dir, out, set);
     int rc = system(cmd);
     KD_EXPECT_MSG(rc == 0, "inspector failed: %s", cmd);
     kd_err err;
