@@ -12,7 +12,8 @@
  * Output: student.cls.l / student.reg.l (N,C,H,W; and student.ctr.l for a head with
  * centerness), loss.loss_cls, loss.loss_bbox, loss.loss_dfl (GFL) or loss.loss_centerness
  * (ATSS), loss.loss (float32 scalars), grad.<state-dict key> for every trainable
- * student parameter, and atss.labels.n (int32 per anchor: class of a positive, -1 otherwise).
+ * student parameter, and atss.labels.n (int32 per anchor row: class of a positive, -1 negative,
+ * -2 in MaxIoU's ignore band; the name is kept for every assigner).
  * With --teacher (architecture from the config's teacher_config): teacher.cls.l,
  * teacher.reg.l and the cross-head outputs cross.cls.l, cross.reg.l (crosskd.md §4; the
  * student's held feature of block reused_teacher_head_idx aligned to the teacher's

@@ -1,4 +1,5 @@
-/* model.h — the GFL detector (crosskd.md §3, §5.1, §7) with MMDetection 3.0 semantics: what
+/* model.h — the dense detectors (crosskd.md §3, §5.1, §6, §7) with MMDetection 3.0
+ * semantics — GFL (the default), ATSS and RetinaNet, selected by model.bbox_head.type — what
  * the trainer, the distillation code, the inspector and the tests call.
  *
  * Objects and their files:
@@ -9,25 +10,31 @@
  *   kd_plan        params.c     activation-arena planner (persistent buffers and shared slots).
  *   kd_resnet      resnet.c     ResNet 18/34/50/101, pytorch style, BN in inference mode.
  *   kd_fpn         fpn.c        FPN, start level, extra convs on output or input.
- *   kd_gfl_head    gfl_head.c   GFL head towers, prediction convs, per-level Scale; the tower
- *                               pieces CrossKD re-uses (kd_gfl_tower_fwd/bwd from any block).
- *   anchors.c / atss.c          anchors, valid flags, the ATSS assigner (host).
- *   kd_gfl_loss    gfl_loss.c   QFL, GIoU, DFL in two phases (local statistics, then the loss
- *                               given the reduced normalisers).
- *   postprocess.c               inference: scores, top-k, decode, clip, rescale, NMS.
+ *   kd_head        head.c       GFLHead / ATSSHead / RetinaHead towers, prediction convs
+ *                               (+ centerness), per-level Scale; the tower pieces CrossKD
+ *                               re-uses (kd_head_tower_fwd/bwd from any block).
+ *   anchors.c / atss.c / max_iou.c  anchors (A per location), valid flags, the ATSS and
+ *                               MaxIoU assigners (host).
+ *   kd_det_loss    det_loss.c   the detection loss in two phases (local statistics, then the
+ *                               loss given the reduced normalisers); per head gfl_loss.c (QFL,
+ *                               GIoU, DFL), atss_loss.c (focal, GIoU on decoded deltas,
+ *                               centerness; the delta coder), retina_loss.c (focal, L1).
+ *   postprocess.c               inference: scores, top-k, decode, clip, score factor,
+ *                               rescale, NMS.
  *   init.c                      MMDetection initialisation with the project's PCG32 RNG.
  *   weights.c / tensor_file.c   safetensors in and out with MMDetection key names.
  *   kd_model       model.c      construction, arena planning, forward, backward.
  *
  * One training step (see tests/unit/model/test_train.c):
- *     kd_model_forward -> kd_gfl_loss_prepare (local statistics) -> all-reduce of the
- *     statistics (caller) -> kd_gfl_loss_normalisers -> kd_gfl_loss_compute (writes d_cls,
- *     d_reg) -> kd_model_zero_grad -> kd_model_backward -> optimiser on params.data/grad/mom.
+ *     kd_model_forward -> kd_det_loss_prepare (local statistics) -> all-reduce of the
+ *     statistics (caller) -> kd_det_loss_normalisers -> kd_det_loss_compute (writes d_cls,
+ *     d_reg, d_ctr) -> kd_model_zero_grad -> kd_model_backward -> optimiser on
+ *     params.data/grad/mom.
  * CrossKD (crosskd.md §4; worked example: tests/unit/model/test_crosskd.c): the student is
  * created with opts.hold_idx = idx and the teacher with opts.inference = 1 and the same idx;
  * after both forwards, per level l and tower t: channel_stats(teacher->held[l][t]),
- * align_scale_fwd(student->held[l][t]), ReLU when idx > 0, kd_gfl_tower_fwd(teacher head,
- * first = idx) -> cross-head prediction; its backward is kd_gfl_tower_bwd(...,
+ * align_scale_fwd(student->held[l][t]), ReLU when idx > 0, kd_head_tower_fwd(teacher head,
+ * first = idx) -> cross-head prediction; its backward is kd_head_tower_bwd(...,
  * with_param_grads = 0), relu_bwd, align_scale_bwd into student->d_held[l][t]; then set
  * student->use_d_held = 1 before kd_model_backward, which adds d_held at block idx.
  *
