@@ -58,6 +58,8 @@ static const kd_opt k_opts[] = {
     LIST("model.bbox_head.anchor_generator.ratios", model.bbox_head.ratios, 0.01, 100, 1, 8, "[1.0]",
          "RetinaHead: anchor height/width ratios (GFL and ATSS use one ratio-1 anchor)"),
     LIST("model.bbox_head.anchor_generator.strides", model.bbox_head.strides, 1, 1024, 1, 8, "[8, 16, 32, 64, 128]", "stride of each FPN level"),
+    LIST("model.bbox_head.regress_ranges", model.bbox_head.regress_ranges, 0, 1e8, 1, 7, "[64, 128, 256, 512]",
+         "FCOSHead: level boundaries of the regress ranges ((-1, 64), (64, 128), ..., (512, INF))"),
     LIST("model.bbox_head.bbox_coder.target_stds", model.bbox_head.target_stds, 1e-6, 100, 4, 4, "[0.1, 0.1, 0.2, 0.2]",
          "DeltaXYWHBBoxCoder stds (ATSSHead; RetinaHead uses [1, 1, 1, 1]); means are 0"),
     FLT("model.bbox_head.loss_cls.beta", model.bbox_head.loss_cls_beta, 0, 10, "2.0", "GFLHead: QFL modulating exponent"),

@@ -45,7 +45,7 @@ typedef struct kd_model_cfg {
         int type; /* kd_detector of the head (GFLHead, RetinaHead, ATSSHead, FCOSHead) */
         long long num_classes, stacked_convs, feat_channels, reg_max, gn_groups;
         long long octave_base_scale, scales_per_octave;
-        kd_cfg_list strides, ratios, target_stds;
+        kd_cfg_list strides, ratios, target_stds, regress_ranges;
         double loss_cls_beta, loss_cls_gamma, loss_cls_alpha, loss_cls_weight;
         double loss_bbox_weight, loss_dfl_weight, loss_centerness_weight;
     } bbox_head;

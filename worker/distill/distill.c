@@ -89,6 +89,8 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
     if (m->bbox_head.type != KD_DET_GFL && method != KD_KD_CROSSKD && method != KD_KD_PRED_MIMIC)
         return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type %s: only crosskd and pred_mimic distil it (%s is GFL's)",
                        kd_head_type_name(m->bbox_head.type), names[method]);
+    if (m->bbox_head.type == KD_DET_FCOS)
+        return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type FCOSHead: distillation is not implemented yet");
     if (m->bbox_head.type != KD_DET_GFL && (m->kd_cfg.loss_feat_kd_weight != 0 || m->kd_cfg.adapter))
         return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type %s: feature KD and the adapter are implemented for GFLHead only",
                        kd_head_type_name(m->bbox_head.type));

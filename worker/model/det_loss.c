@@ -141,7 +141,9 @@ kd_status kd_det_loss_prepare(kd_det_loss *ls, const kd_model *m, const kd_image
         int *as = ls->assigned + (size_t)i * ls->A, *lb = ls->label + (size_t)i * ls->A;
         kd_anchors_image(g, ph, pw, ls->anchors, valid);
         const kd_model_cfg *c = &m->cfg;
-        if (ls->type == KD_DET_RETINANET)
+        if (ls->type == KD_DET_FCOS)
+            kd_fcos_assign(g, ls->anchors, gts[i].n, gts[i].boxes, as);
+        else if (ls->type == KD_DET_RETINANET)
             kd_max_iou_assign(ls->A, ls->anchors, valid, c->train_cfg.pos_iou_thr, c->train_cfg.neg_iou_thr,
                               c->train_cfg.min_pos_iou, gts[i].n, gts[i].boxes, as);
         else
@@ -155,6 +157,7 @@ kd_status kd_det_loss_prepare(kd_det_loss *ls, const kd_model *m, const kd_image
             ls->num_pos += 1;
             npos_i += 1;
             float w = ls->type == KD_DET_ATSS ? kd_atss_centerness_target(ls->anchors + 4 * a, tg)
+                    : ls->type == KD_DET_FCOS ? kd_fcos_centerness_target(ls->anchors + 4 * a, tg)
                     : ls->type == KD_DET_GFL  ? max_sigmoid(ls, level_of(g, a), i, a)
                                               : 0.0f;
             ls->wt[(size_t)i * ls->A + a] = w;
@@ -182,6 +185,7 @@ void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, doubl
     memset(out, 0, sizeof *out);
     if (ls->type == KD_DET_ATSS) kd_atss_loss_levels(ls, m, P, W, grad_scale, out);
     else if (ls->type == KD_DET_RETINANET) kd_retina_loss_levels(ls, m, grad_scale, out);
+    else if (ls->type == KD_DET_FCOS) kd_fcos_loss_levels(ls, m, P, W, grad_scale, out);
     else kd_det_loss_levels(ls, m, P, W, grad_scale, out);
     size_t N = (size_t)ls->N;
     for (int l = 0; l < ls->g.L; l++) {

@@ -58,6 +58,12 @@ void kd_det_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, 
 void kd_atss_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, double grad_scale,
                          kd_det_losses *out);
 void kd_retina_loss_levels(kd_det_loss *ls, const kd_model *m, double grad_scale, kd_det_losses *out);
+void kd_fcos_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, double grad_scale,
+                         kd_det_losses *out);
+/* fcos_loss.c: FCOS's centerness target of a point and a gt box; -log(max(IoU, 1e-6)) of two
+ * boxes with its gradient in p. */
+float kd_fcos_centerness_target(const float *pt, const float *gt);
+float kd_loss_iou_log_grad(const float *p, const float *t, float *dp);
 /* atss_loss.c: sigmoid focal loss of one logit with a 0/1 target, and d/dx. */
 double kd_focal_elem(float x, int target, double gamma, double alpha, double *dx);
 /* atss_loss.c: ATSS's centerness target of an anchor (its centre) and a gt box. */

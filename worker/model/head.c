@@ -7,6 +7,10 @@
  *               atss_centerness (1) on the reg tower's last features.
  *   RetinaHead  blocks conv3x3 with bias -> ReLU (no norm); retina_cls (A*K), retina_reg
  *               (A*4), A anchors per location; no Scale.
+ *   FCOSHead    the GN blocks (the gn-head configs); conv_cls (K), conv_reg (4) times the
+ *               Scale, conv_centerness (1) on the cls tower's last features. The reg output
+ *               is Scale * conv_reg, the LOG of the distances: MMDetection's exp (norm_on_bbox
+ *               False) is applied by its consumers (fcos_loss.c, postprocess.c, the KD).
  *
  * Per tower, stacked_convs blocks, then the prediction conv (+ Scale on the reg tower when
  * the head has one) and, on the tower that carries it, the centerness conv. The weights are
@@ -19,7 +23,7 @@
  *
  * Keys: bbox_head.{cls,reg}_convs.{j}.conv.weight (+ .conv.bias without norm),
  * .gn.{weight,bias} with norm, bbox_head.<prefix>_{cls,reg,centerness}.{weight,bias} with
- * prefix gfl / atss / retina, bbox_head.scales.{l}.scale (a 0-d tensor), and for GFL
+ * prefix gfl / atss / retina / conv (FCOS), bbox_head.scales.{l}.scale (a 0-d tensor), and for GFL
  * bbox_head.integral.project (buffer [0..reg_max], kept for MMDetection compatibility).
  */
 #include "worker/model/model_internal.h"
@@ -27,7 +31,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const k_prefix[] = {"gfl", "retina", "atss", "fcos"};
+static const char *const k_prefix[] = {"gfl", "retina", "atss", "conv"};
 static const char *const k_model_type[] = {"GFL", "RetinaNet", "ATSS", "FCOS"};
 static const char *const k_head_type[] = {"GFLHead", "RetinaHead", "ATSSHead", "FCOSHead"};
 
@@ -37,8 +41,6 @@ static kd_status head_shape(kd_head *h, const kd_model_cfg *cfg, int levels, kd_
 {
     const char *tn = kd_head_type_name(cfg->bbox_head.type);
     h->type = (int)cfg->bbox_head.type;
-    if (h->type == KD_DET_FCOS)
-        return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type: %s is not implemented yet", tn);
     if ((int)cfg->type != h->type)
         return kd_errf(err, KD_EINVAL, "model.type %s does not match model.bbox_head.type %s",
                        k_model_type[cfg->type], tn);
@@ -58,7 +60,7 @@ static kd_status head_shape(kd_head *h, const kd_model_cfg *cfg, int levels, kd_
                        KD_MAX_ANCHORS);
     h->cls_c = h->A * h->K;
     h->reg_c = h->type == KD_DET_GFL ? 4 * (h->R + 1) : 4 * h->A;
-    h->ctr_tower = h->type == KD_DET_ATSS ? KD_TOWER_REG : -1;
+    h->ctr_tower = h->type == KD_DET_ATSS ? KD_TOWER_REG : h->type == KD_DET_FCOS ? KD_TOWER_CLS : -1;
     h->has_scale = h->type != KD_DET_RETINANET;
     if (h->S > KD_MAX_STACKED)
         return kd_errf(err, KD_EINVAL, "model.bbox_head.stacked_convs: at most %d", KD_MAX_STACKED);

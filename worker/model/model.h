@@ -160,12 +160,13 @@ enum { KD_TOWER_CLS = 0, KD_TOWER_REG = 1 };
 /* A dense head (head.c; model.bbox_head.type). Parameter indices into the model's table; -1
  * where the head type has no such parameter. */
 typedef struct kd_head {
-    int type;          /* kd_detector: GFL, RetinaNet, ATSS */
+    int type;          /* kd_detector: GFL, RetinaNet, ATSS, FCOS */
     int K, S, C_in, F, R, G, L;
     int A;             /* anchors per location (RetinaNet: ratios x scales_per_octave) */
     int norm;          /* GN in the tower blocks; without it the block convs have a bias */
     int cls_c, reg_c;  /* prediction channels: A*K; GFL 4*(R+1), others 4*A */
-    int ctr_tower;     /* tower whose last features feed the centerness conv (ATSS reg), or -1 */
+    int ctr_tower;     /* tower whose last features feed the centerness conv (ATSS reg, FCOS
+                          cls), or -1 */
     int has_scale;     /* per-level Scale on the reg prediction */
     int conv_w[2][KD_MAX_STACKED], conv_b[2][KD_MAX_STACKED];
     int gn_g[2][KD_MAX_STACKED], gn_b[2][KD_MAX_STACKED];
@@ -330,6 +331,9 @@ typedef struct kd_level_geom {
     double stride[KD_MAX_LEVELS];
     size_t off[KD_MAX_LEVELS + 1]; /* anchor offsets per image, off[L] = total */
     double octave;
+    float offset;    /* prior centre (x + offset) * s: 0 for anchors, 0.5 for FCOS's points */
+    int all_valid;   /* FCOS uses every point (no valid flags) */
+    float regress_lo[KD_MAX_LEVELS], regress_hi[KD_MAX_LEVELS]; /* FCOS */
     float half_w[KD_MAX_LEVELS][KD_MAX_ANCHORS], half_h[KD_MAX_LEVELS][KD_MAX_ANCHORS];
 } kd_level_geom;
 
@@ -348,6 +352,12 @@ void kd_anchors_image(const kd_level_geom *g, int pad_h, int pad_w, float *ancho
  * index, KD_ASSIGN_NEG or KD_ASSIGN_IGNORE. */
 void kd_max_iou_assign(size_t A, const float *anchors, const uint8_t *valid, double pos_thr, double neg_thr,
                        double min_pos_iou, int n_gt, const float *gt_boxes, int *assigned);
+
+/* FCOS's targets (fcos_loss.c) for the points of one image (priors as zero-size anchors):
+ * the gt containing the point (strictly) whose max side distance lies in the level's
+ * regress range, the smallest-area one (first on ties); -1 otherwise. */
+void kd_fcos_assign(const kd_level_geom *g, const float *points, int n_gt, const float *gt_boxes,
+                    int *assigned);
 
 /* ATSS (crosskd.md §3.4) over the valid anchors of one image. assigned[a] = gt index or -1
  * (negative; also for invalid anchors). Scratch is allocated inside. */

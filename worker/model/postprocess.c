@@ -5,7 +5,7 @@
  *   location * A + anchor); keep pairs with score > score_thr; the top nms_pre by score
  *   (descending; ties keep the lower pair index, a stable sort); decode the kept pairs'
  *   boxes — GFL: Integral(reg) * stride from the anchor centres (x*s, y*s); ATSS: delta-xywh
- *   from the anchors — and clip to [0, img_w] x [0, img_h]; a centerness head multiplies the
+ *   from the anchors; FCOS: exp(reg) distances from the points ((x+0.5)s, (y+0.5)s) — and clip to [0, img_w] x [0, img_h]; a centerness head multiplies the
  *   kept scores by sigmoid(centerness) (after the threshold and top-k);
  *   all levels: divide by the resize scale factors; drop boxes with width or height not
  *   above min_bbox_size; class-aware greedy NMS (suppress IoU > threshold, no +1 in areas)
@@ -60,7 +60,13 @@ static void decode_prior(const kd_model *m, const kd_level_geom *g, int l, const
 {
     const kd_head *h = &m->head;
     int A = h->A, pos = p / A, a = p % A, w = g->w[l];
-    float st = (float)g->stride[l], px = (float)(pos % w) * st, py = (float)(pos / w) * st;
+    float st = (float)g->stride[l], px = ((float)(pos % w) + g->offset) * st, py = ((float)(pos / w) + g->offset) * st;
+    if (h->type == KD_DET_FCOS) { /* distances exp(reg) in pixels at the point */
+        float d[4];
+        for (int k = 0; k < 4; k++) d[k] = expf(reg[(size_t)k * hw + pos]);
+        b[0] = px - d[0], b[1] = py - d[1], b[2] = px + d[2], b[3] = py + d[3];
+        return;
+    }
     if (h->type == KD_DET_GFL) {
         int R1 = h->R + 1;
         float d[4], z[72];

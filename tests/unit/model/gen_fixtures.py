@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ref_gfl as R  # noqa: E402
 import ref_atss as RA  # noqa: E402
 import ref_retina as RR  # noqa: E402
+import ref_fcos as RF  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures', 'model')
@@ -42,7 +43,8 @@ def base_cfg(**kw):
 
 
 def yaml_of(c, teacher=None, idx=None):
-    name = {'gfl': ('GFL', 'GFLHead'), 'atss': ('ATSS', 'ATSSHead'), 'retina': ('RetinaNet', 'RetinaHead')}[c['head']]
+    name = {'gfl': ('GFL', 'GFLHead'), 'atss': ('ATSS', 'ATSSHead'), 'retina': ('RetinaNet', 'RetinaHead'),
+            'fcos': ('FCOS', 'FCOSHead')}[c['head']]
     s = ('# tiny %s for the model tests (written by tests/unit/model/gen_fixtures.py)\n'
          'threads: 2\nmodel:\n' % name[0])
     if c['head'] != 'gfl':
@@ -61,6 +63,9 @@ def yaml_of(c, teacher=None, idx=None):
         s += ('    bbox_coder: {target_stds: %s}\n    loss_bbox: {loss_weight: %s}\n'
               '  test_cfg: {nms: {iou_threshold: %s}}\n'
               % (c['stds'], c['w_bbox'], c['nms_iou']))
+    if c['head'] == 'fcos':
+        s += ('    regress_ranges: %s\n    loss_bbox: {loss_weight: %s}\n  test_cfg: {nms: {iou_threshold: %s}}\n'
+              % (c['regress_ranges'], c['w_bbox'], c['nms_iou']))
     if idx is not None:
         s += '  kd_cfg: {method: crosskd, reused_teacher_head_idx: %d}\n' % idx
     if teacher:
@@ -93,12 +98,12 @@ def random_weights(cfg, seed):
         elif len(shape) == 4:
             fan_in = shape[1] * shape[2] * shape[3]
             std = (2.0 / fan_in) ** 0.5
-            if k.startswith(('bbox_head.gfl_reg', 'bbox_head.atss_reg', 'bbox_head.retina_reg')):
+            if k.startswith(('bbox_head.gfl_reg', 'bbox_head.atss_reg', 'bbox_head.retina_reg', 'bbox_head.conv_reg')):
                 std *= 0.5
             if cfg['head'] == 'retina' and k.startswith('bbox_head.'):
                 std *= cfg.get('head_std', 0.25)  # no GN in this head: keep its outputs unsaturated
             v = std * rn(*shape)
-        elif k.endswith(('gfl_cls.bias', 'atss_cls.bias', 'retina_cls.bias')):
+        elif k.endswith(('gfl_cls.bias', 'atss_cls.bias', 'retina_cls.bias', 'conv_cls.bias')):
             v = -2.0 + 0.3 * rn(*shape)
         elif k.endswith('.weight'):  # BN / GN gamma
             v = ru(0.5, 1.5, *shape)
@@ -139,13 +144,15 @@ def run(name, cfg, seed, teacher=None, idx=None):
         t = torch.from_numpy(np.array(v)).double()
         p[k] = t.requires_grad_(shapes[k][1])
     img = torch.from_numpy(batch['img']).double()
-    atss, retina = cfg['head'] == 'atss', cfg['head'] == 'retina'
-    ctr = [] if atss else None
+    atss, retina, fcos = cfg['head'] == 'atss', cfg['head'] == 'retina', cfg['head'] == 'fcos'
+    ctr = [] if atss or fcos else None
     cls, reg, held = R.forward(p, cfg, img, idx if idx is not None else -1, ctr)
     gts = [(torch.from_numpy(batch['gt_bboxes.%d' % i]), torch.from_numpy(batch['gt_labels.%d' % i]))
            for i in range(2)]
     shp = [tuple(s) for s in batch['img_shape']]
-    if atss:
+    if fcos:
+        losses, labels = RF.fcos_loss(cfg, cls, reg, ctr, shp, gts)
+    elif atss:
         losses, labels = RA.atss_loss(cfg, cls, reg, ctr, shp, gts)
     elif retina:
         losses, labels = RR.retina_loss(cfg, cls, reg, shp, gts)
@@ -156,7 +163,7 @@ def run(name, cfg, seed, teacher=None, idx=None):
     for l in range(len(cls)):
         exp['student.cls.%d' % l] = cls[l].detach().float().numpy()
         exp['student.reg.%d' % l] = reg[l].detach().float().numpy()
-        if atss:
+        if atss or fcos:
             exp['student.ctr.%d' % l] = ctr[l].detach().float().numpy()
     for k in losses:
         exp['loss.' + k] = np.array(float(losses[k]), np.float32).reshape(())
@@ -169,7 +176,9 @@ def run(name, cfg, seed, teacher=None, idx=None):
         for i, hw in enumerate(batch['img_shape']):
             hw = tuple(int(v) for v in hw)
             dc, dr = [c.detach() for c in cls], [r.detach() for r in reg]
-            if atss:
+            if fcos:
+                b, sc, lb = RF.predict(cfg, dc, dr, [c.detach() for c in ctr], i, hw, SCALES[i])
+            elif atss:
                 b, sc, lb = RA.predict(cfg, dc, dr, [c.detach() for c in ctr], i, hw, SCALES[i])
             elif retina:
                 b, sc, lb = RR.predict(cfg, dc, dr, i, hw, SCALES[i])
@@ -248,6 +257,13 @@ def main():
     with open(os.path.join(OUT, 'retina.yaml'), 'w') as f:
         f.write(yaml_of(c))
     run('retina', c, 6)
+    # FCOS: points, regress ranges (small ones, so that every level gets positives), GN head,
+    # centerness on the cls tower, exp distances, IoU loss
+    c = base_cfg(head='fcos', num_classes=3, stacked=2, gn_groups=2, regress_ranges=[16, 32, 64, 128],
+                 w_bbox=1.0, nms_iou=0.5)
+    with open(os.path.join(OUT, 'fcos.yaml'), 'w') as f:
+        f.write(yaml_of(c))
+    run('fcos', c, 7)
 
 
 if __name__ == '__main__':

@@ -65,6 +65,9 @@ def resnet_arch(depth):
             50: ('bottleneck', [3, 4, 6, 3]), 101: ('bottleneck', [3, 4, 23, 3])}[depth]
 
 
+PREFIX = {'fcos': 'conv'}  # FCOSHead's conv_cls / conv_reg / conv_centerness
+
+
 def num_anchors(cfg):
     return len(cfg.get('ratios', [1.0])) * cfg.get('scales_per_octave', 1) if cfg.get('head') == 'retina' else 1
 
@@ -114,6 +117,7 @@ def param_shapes(cfg):
     Fc, R1, K = cfg['feat'], cfg['reg_max'] + 1, cfg['num_classes']
     head = cfg.get('head', 'gfl')
     A = num_anchors(cfg)
+    pre = PREFIX.get(head, head)
     for t in ('cls', 'reg'):
         for j in range(cfg['stacked']):
             out['bbox_head.%s_convs.%d.conv.weight' % (t, j)] = ((Fc, C if j == 0 else Fc, 3, 3), True)
@@ -122,14 +126,14 @@ def param_shapes(cfg):
                 continue
             out['bbox_head.%s_convs.%d.gn.weight' % (t, j)] = ((Fc,), True)
             out['bbox_head.%s_convs.%d.gn.bias' % (t, j)] = ((Fc,), True)
-    out['bbox_head.%s_cls.weight' % head] = ((A * K, Fc, 3, 3), True)
-    out['bbox_head.%s_cls.bias' % head] = ((A * K,), True)
+    out['bbox_head.%s_cls.weight' % pre] = ((A * K, Fc, 3, 3), True)
+    out['bbox_head.%s_cls.bias' % pre] = ((A * K,), True)
     RC = 4 * R1 if head == 'gfl' else 4 * A
-    out['bbox_head.%s_reg.weight' % head] = ((RC, Fc, 3, 3), True)
-    out['bbox_head.%s_reg.bias' % head] = ((RC,), True)
-    if head == 'atss':
-        out['bbox_head.atss_centerness.weight'] = ((1, Fc, 3, 3), True)
-        out['bbox_head.atss_centerness.bias'] = ((1,), True)
+    out['bbox_head.%s_reg.weight' % pre] = ((RC, Fc, 3, 3), True)
+    out['bbox_head.%s_reg.bias' % pre] = ((RC,), True)
+    if head in ('atss', 'fcos'):
+        out['bbox_head.%s_centerness.weight' % pre] = ((1, Fc, 3, 3), True)
+        out['bbox_head.%s_centerness.bias' % pre] = ((1,), True)
     for l in range(cfg['num_outs'] if head != 'retina' else 0):
         out['bbox_head.scales.%d.scale' % l] = ((), True)
     if head == 'gfl':
@@ -187,8 +191,10 @@ def fpn(p, cfg, feats):
 def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1, ctr=None):
     """Blocks first..S-1 (conv, GN, ReLU) and the prediction conv; held[...] gets the
     post-ReLU output of block hold_idx (1-based; 0 = the input); ctr[...] gets the ATSS
-    centerness logits (reg tower)."""
+    centerness logits (reg tower; FCOS: cls tower). FCOS's reg is Scale * conv_reg, the log of
+    the distances (the C model's convention; consumers apply exp)."""
     head = cfg.get('head', 'gfl')
+    pre = PREFIX.get(head, head)
     if hold_idx == 0 and held is not None:
         held.append(x)
     for j in range(first, cfg['stacked']):
@@ -200,11 +206,11 @@ def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1, ctr=None):
         x = F.relu(x)
         if held is not None and j + 1 == hold_idx:
             held.append(x)
+    if ctr is not None and ((head == 'atss' and t == 'reg') or (head == 'fcos' and t == 'cls')):
+        ctr.append(F.conv2d(x, p['bbox_head.%s_centerness.weight' % pre], p['bbox_head.%s_centerness.bias' % pre], 1, 1))
     if t == 'cls':
-        return F.conv2d(x, p['bbox_head.%s_cls.weight' % head], p['bbox_head.%s_cls.bias' % head], 1, 1)
-    if head == 'atss' and ctr is not None:
-        ctr.append(F.conv2d(x, p['bbox_head.atss_centerness.weight'], p['bbox_head.atss_centerness.bias'], 1, 1))
-    reg = F.conv2d(x, p['bbox_head.%s_reg.weight' % head], p['bbox_head.%s_reg.bias' % head], 1, 1)
+        return F.conv2d(x, p['bbox_head.%s_cls.weight' % pre], p['bbox_head.%s_cls.bias' % pre], 1, 1)
+    reg = F.conv2d(x, p['bbox_head.%s_reg.weight' % pre], p['bbox_head.%s_reg.bias' % pre], 1, 1)
     return reg if head == 'retina' else reg * p['bbox_head.scales.%d.scale' % level]
 
 
@@ -214,7 +220,7 @@ def forward(p, cfg, img, hold_idx=-1, ctr=None):
     cls, reg, held = [], [], []
     for l, x in enumerate(feats):
         hc, hr = [], []
-        cls.append(tower(p, cfg, 'cls', x, l, 0, hc, hold_idx))
+        cls.append(tower(p, cfg, 'cls', x, l, 0, hc, hold_idx, ctr))
         reg.append(tower(p, cfg, 'reg', x, l, 0, hr, hold_idx, ctr))
         held.append((hc[0] if hc else None, hr[0] if hr else None))
     return cls, reg, held

@@ -5,14 +5,16 @@
  *   test_model_fixture INSPECT FIXTURE_DIR WHAT
  *     WHAT = heads | loss_cls | loss_bbox | loss_dfl | loss_centerness | loss | grads |
  *            grads_frozen0 | assigner
- * (loss_dfl: the GFL fixtures; loss_centerness: the ATSS one; ATSS reached 2e-6 of max|r|
+ * (loss_dfl: the GFL fixtures; loss_centerness: the ATSS and FCOS ones; ATSS reached 2e-6 of max|r|
  * on the head outputs and 1.3e-6 on the gradients; retina — 9 anchors, no head norm, MaxIoU
- * labels with the ignore band as -2 — 9e-7 and 1e-6, its labels exact.)
+ * labels with the ignore band as -2 — 5e-7 and 6e-7, its labels exact; fcos — points,
+ * regress ranges, exp distances, IoU loss, centerness on the cls tower — 2e-6 and 7e-6.)
  * grads_frozen0 runs r50 with frozen_stages=0: every gradient but the stem's is unchanged
  * (it checks the activation sharing below the lowest trainable block).
  *
  * Each fixture (r18 with an R50 teacher and the cross-head, r50 with every stage trainable,
- * atss: the r18 layout with an ATSS head, retina: the same with a RetinaNet head)
+ * atss: the r18 layout with an ATSS head, retina and fcos: the same with a RetinaNet and an
+ * FCOS head)
  * is run through the inspector into a temporary file, and every tensor of the group is
  * compared element-wise: |c - r| <= atol + rtol * |r| with atol = ATOL_REL * max|r| of
  * that tensor. Tolerances (float32 against a float64 reference):
@@ -150,6 +152,7 @@ static void fixture_r18(void) { run_fixture("r18"); }
 static void fixture_r50(void) { run_fixture("r50"); }
 static void fixture_atss(void) { run_fixture("atss"); }
 static void fixture_retina(void) { run_fixture("retina"); }
+static void fixture_fcos(void) { run_fixture("fcos"); }
 
 int main(int argc, char **argv)
 {
@@ -166,6 +169,7 @@ int main(int argc, char **argv)
     if (gfl_term) KD_TEST_RUN(fixture_r50);
     if (!frozen0 && atss_term) KD_TEST_RUN(fixture_atss);
     if (!frozen0 && gfl_term && atss_term) KD_TEST_RUN(fixture_retina);
+    if (!frozen0 && atss_term) KD_TEST_RUN(fixture_fcos);
     fprintf(stderr, "%s: largest error reached %.3g of the tensor's max |ref|\n", what, group_max_rel);
     return kd_test_summary();
 }
