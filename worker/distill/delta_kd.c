@@ -68,7 +68,7 @@ void kd_delta_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, double P
         if (d->w_reg != 0)
             out->loss_reg_kd += kd_giou_delta_level(&lv, A, (float)d->g.stride[l], d->g.half_w[l], d->g.half_h[l],
                                                     d->stds, d->sr[l].p, d->tr[l].p, r, d->w_reg * zs, d->dr[l].p);
-        if (d->has_ctr && d->w_ctr != 0 && ls)
+        if (d->type == KD_DET_ATSS && d->w_ctr != 0 && ls)
             out->loss_center_kd +=
                 kd_bce_pos_level(&lv, pos, d->sctr[l].p, d->tctr[l].p, d->w_ctr * zs, d->dctr[l].p);
     }

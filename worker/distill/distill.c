@@ -89,8 +89,6 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
     if (m->bbox_head.type != KD_DET_GFL && method != KD_KD_CROSSKD && method != KD_KD_PRED_MIMIC)
         return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type %s: only crosskd and pred_mimic distil it (%s is GFL's)",
                        kd_head_type_name(m->bbox_head.type), names[method]);
-    if (m->bbox_head.type == KD_DET_FCOS)
-        return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type FCOSHead: distillation is not implemented yet");
     if (m->bbox_head.type != KD_DET_GFL && (m->kd_cfg.loss_feat_kd_weight != 0 || m->kd_cfg.adapter))
         return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type %s: feature KD and the adapter are implemented for GFLHead only",
                        kd_head_type_name(m->bbox_head.type));
@@ -105,7 +103,8 @@ static kd_status check_pair(const kd_model_cfg *s, const kd_model_cfg *t, int me
     const char *what = NULL;
     if (t->bbox_head.type != s->bbox_head.type && method != KD_KD_CROSSKD)
         what = "bbox_head.type (only crosskd, which runs the teacher's own head, takes a teacher of another head type)";
-    else if (t->bbox_head.type == KD_DET_FCOS) what = "bbox_head.type (FCOS is not implemented)";
+    else if ((t->bbox_head.type == KD_DET_FCOS) != (s->bbox_head.type == KD_DET_FCOS))
+        what = "bbox_head.type (an FCOS teacher or student pairs only with FCOS: points, not anchors)";
     else if (t->bbox_head.num_classes != s->bbox_head.num_classes) what = "bbox_head.num_classes";
     else if (t->bbox_head.reg_max != s->bbox_head.reg_max) what = "bbox_head.reg_max";
     else if (t->neck.num_outs != s->neck.num_outs) what = "neck.num_outs";
@@ -238,7 +237,7 @@ const float *kd_distiller_cross(const kd_distiller *d, int level, int tower)
 
 int kd_distiller_has_center_kd(const kd_distiller *d)
 {
-    return d->has_ctr && (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC);
+    return d->type == KD_DET_ATSS && (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC);
 }
 
 const float *kd_distiller_cross_ctr(const kd_distiller *d, int level)
@@ -358,7 +357,9 @@ void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_det_loss 
     memset(out, 0, sizeof *out);
     d->feat_levels = 0;
     /* losses: prediction-level terms into d->dc / d->dr (host), feature terms into feat_grad */
-    if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) && d->type != KD_DET_GFL)
+    if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) && d->type == KD_DET_FCOS)
+        kd_fcos_kd_compute(d, student->n, ls, out);
+    else if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) && d->type != KD_DET_GFL)
         kd_delta_kd_compute(d, student->n, ls, P, out);
     else if (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) pred_losses(d, student->n, P, out);
     else if (d->method == KD_KD_BCKD) kd_bckd_compute(d, student, ls, P, out);

@@ -112,6 +112,8 @@ void kd_rm_pfi_compute(kd_distiller *d, const kd_model *st, kd_distill_terms *ou
  * d->sr (/ d->sctr) against the teacher's, gradients into d->dc / d->dr (/ d->dctr); ls: the
  * student's assignment (positives, ignored anchors, RetinaNet's avg_factor) */
 void kd_delta_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, double P, kd_distill_terms *out);
+/* fcos_kd.c: CrossKD's KD losses for FCOS (crosskd.md §6.3), / the student's D */
+void kd_fcos_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, kd_distill_terms *out);
 
 /* pkd.c: loss_feat_kd and d->feat_grad */
 void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss);

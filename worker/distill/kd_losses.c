@@ -3,7 +3,8 @@
  * Conventions: tensors are the head outputs in (N, C, H, W), read on the host; anchor
  * (i, y, x) is valid when y < vh[i] and x < vw[i]; losses are accumulated in double, element
  * math in float (kd_losses.h, shared with a future device version); gradients accumulate.
- * The delta-coded loops (ATSS) decode with the model's kd_delta_decode.
+ * The delta-coded loops (ATSS, RetinaNet) decode with the model's kd_delta_decode; FCOS's
+ * IoU loop uses the model's kd_loss_iou_log_grad.
  */
 #include "worker/distill/kd_losses.h"
 
@@ -190,6 +191,32 @@ double kd_giou_delta_level(const kd_kd_level *lv, int A, float stride, const flo
                 kd_delta_decode_bwd(an, ds, stds, db, dd);
                 for (int k = 0; k < 4; k++) dx[base + (size_t)k * hw] += dd[k];
             }
+    return sum * scale;
+}
+
+double kd_iou_logdist_level(const kd_kd_level *lv, float stride, const float *x, const float *t,
+                            const float *w, double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (size_t pos = 0; pos < hw; pos++) {
+            float wa = w[(size_t)i * hw + pos];
+            if (wa == 0.0f) continue;
+            size_t base = (size_t)i * 4 * hw + pos;
+            float px = ((float)(pos % lv->W) + 0.5f) * stride, py = ((float)(pos / lv->W) + 0.5f) * stride;
+            float ds[4], dt[4], db[4];
+            for (int k = 0; k < 4; k++) {
+                ds[k] = expf(x[base + (size_t)k * hw]);
+                dt[k] = expf(t[base + (size_t)k * hw]);
+            }
+            float bs[4] = {px - ds[0], py - ds[1], px + ds[2], py + ds[3]};
+            float bt[4] = {px - dt[0], py - dt[1], px + dt[2], py + dt[3]};
+            sum += (double)wa * kd_loss_iou_log_grad(bs, bt, db);
+            if (!dx) continue;
+            float dd[4] = {-db[0], -db[1], db[2], db[3]};
+            for (int k = 0; k < 4; k++) dx[base + (size_t)k * hw] += (float)(scale * wa) * dd[k] * ds[k];
+        }
     return sum * scale;
 }
 

@@ -156,6 +156,12 @@ double kd_giou_delta_level(const kd_kd_level *lv, int A, float stride, const flo
                            const float *half_h, const float *stds, const float *x, const float *t,
                            const float *w, double scale, float *dx);
 
+/* FCOS: sum over every position of w_a * -log(max(IoU, 1e-6)) between the boxes decoded at
+ * the points ((x + 0.5) stride, (y + 0.5) stride) from the distances exp(x) and exp(t) (reg
+ * layout N, 4, H, W, log distances), times scale; dx += scale * w_a * d/dx through the exp. */
+double kd_iou_logdist_level(const kd_kd_level *lv, float stride, const float *x, const float *t,
+                            const float *w, double scale, float *dx);
+
 /* sum over the anchors with pos[a] != 0 (N*H*W) of BCE(x_a, sigma(t_a)) on one-channel
  * logits, times scale; dx += scale * (sigma(x) - sigma(t)). */
 double kd_bce_pos_level(const kd_kd_level *lv, const uint8_t *pos, const float *x, const float *t,

@@ -42,6 +42,7 @@ void kd_det_loss_destroy(kd_det_loss *ls)
 }
 
 const int *kd_det_loss_assigned(const kd_det_loss *ls, int image) { return ls->label + (size_t)image * ls->A; }
+double kd_det_loss_box_normaliser(const kd_det_loss *ls) { return ls->W_used; }
 double kd_det_loss_local_avg_factor(const kd_det_loss *ls) { return ls->avg_local; }
 const float *kd_det_loss_targets(const kd_det_loss *ls, int image) { return ls->tgt + (size_t)image * ls->A * 4; }
 
@@ -183,6 +184,8 @@ void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, doubl
     const kd_backend *be = m->be;
     const kd_head *h = &m->head;
     memset(out, 0, sizeof *out);
+    ls->P_used = P;
+    ls->W_used = W;
     if (ls->type == KD_DET_ATSS) kd_atss_loss_levels(ls, m, P, W, grad_scale, out);
     else if (ls->type == KD_DET_RETINANET) kd_retina_loss_levels(ls, m, grad_scale, out);
     else if (ls->type == KD_DET_FCOS) kd_fcos_loss_levels(ls, m, P, W, grad_scale, out);

@@ -29,6 +29,7 @@ struct kd_det_loss {
     float *tgt;     /* N*A*4 matched gt box */
     double num_pos, weight_sum;
     double avg_local; /* RetinaNet: sum over the local images of max(positives, 1) */
+    double P_used, W_used; /* the normalisers of the last compute */
 };
 
 /* Index of (image i, channel c, anchor row a of level l) in the level's N,C,H,W tensor, one
@@ -60,10 +61,8 @@ void kd_atss_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W,
 void kd_retina_loss_levels(kd_det_loss *ls, const kd_model *m, double grad_scale, kd_det_losses *out);
 void kd_fcos_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, double grad_scale,
                          kd_det_losses *out);
-/* fcos_loss.c: FCOS's centerness target of a point and a gt box; -log(max(IoU, 1e-6)) of two
- * boxes with its gradient in p. */
+/* fcos_loss.c: FCOS's centerness target of a point and a gt box. */
 float kd_fcos_centerness_target(const float *pt, const float *gt);
-float kd_loss_iou_log_grad(const float *p, const float *t, float *dp);
 /* atss_loss.c: sigmoid focal loss of one logit with a 0/1 target, and d/dx. */
 double kd_focal_elem(float x, int target, double gamma, double alpha, double *dx);
 /* atss_loss.c: ATSS's centerness target of an anchor (its centre) and a gt box. */

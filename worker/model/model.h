@@ -8,7 +8,7 @@
  *                               Trainable entries come first, so [0, train_elems) of the
  *                               parameter arena lines up with the gradient and momentum arenas.
  *   kd_plan        params.c     activation-arena planner (persistent buffers and shared slots).
- *   kd_resnet      resnet.c     ResNet 18/34/50/101, pytorch style, BN in inference mode.
+ *   kd_resnet      resnet.c     ResNet 18/34/50/101, pytorch or caffe style, BN in inference mode.
  *   kd_fpn         fpn.c        FPN, start level, extra convs on output or input.
  *   kd_head        head.c       GFLHead / ATSSHead / RetinaHead towers, prediction convs
  *                               (+ centerness), per-level Scale; the tower pieces CrossKD
@@ -147,6 +147,8 @@ typedef struct kd_resnet {
 
 typedef struct kd_fpn {
     int n_in, start, num_outs, out_c, extra; /* extra: kd_extra_convs */
+    int relu_extra; /* relu_before_extra_convs (FCOS): extra level i > n_in reads ReLU(out[i-1]) */
+    float *relu_in[KD_MAX_LEVELS], *d_relu[KD_MAX_LEVELS]; /* that ReLU's output, its gradient */
     int in_c[4];
     int lat_w[4], lat_b[4], fpn_w[KD_MAX_LEVELS], fpn_b[KD_MAX_LEVELS];
     kd_conv_desc lat_d[4], fpn_d[KD_MAX_LEVELS];
@@ -412,6 +414,12 @@ void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, doubl
 /* Assignment of the last prepare (per image, one entry per anchor row): label (-1 negative,
  * -2 ignored) and gt index. */
 const int *kd_det_loss_assigned(const kd_det_loss *ls, int image);
+/* The W normaliser the last compute used (FCOS: the centerness-target sum, FCOS's KD
+ * normaliser too). */
+double kd_det_loss_box_normaliser(const kd_det_loss *ls);
+/* -log(max(IoU(p, t), 1e-6)) of two xyxy boxes (MMDetection's IoULoss, mode log) and its
+ * gradient in p (fcos_loss.c). */
+float kd_loss_iou_log_grad(const float *p, const float *t, float *dp);
 /* RetinaNet's local avg_factor of the last prepare: sum over the images of max(positives, 1). */
 double kd_det_loss_local_avg_factor(const kd_det_loss *ls);
 /* Per anchor row of image `image`: the matched gt box (4 floats; valid where assigned). */

@@ -22,6 +22,8 @@ ref_kd.py (float64 reference, float32 weights):
   kd_atss_pm.expected.safetensors     the same ATSS KD losses on the student's own outputs
   kd_x_{atss,retina}.expected         CrossKD of the GFL student through the ATSS / RetinaNet teacher
                                       (paper Table 7): the teacher type's KD losses, / P
+  kd_fcos_i2 / kd_fcos_pm             CrossKD (i 2) / prediction mimicking between tiny FCOSs: KD-QFL
+                                      (0.4) and -log IoU box KD (0.75) on every point, / D
   kd_retina_*                         the same for tiny RetinaNets (9 anchors, KD-QFL on the
                                       label-weighted anchors, GIoU box KD, / the local avg_factor)
 
@@ -40,6 +42,7 @@ import ref_kd as K  # noqa: E402
 import gen_fixtures as G  # noqa: E402
 import ref_atss as RA  # noqa: E402
 import ref_retina as RR  # noqa: E402
+import ref_fcos as RF  # noqa: E402
 
 R = K.R
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '..', '..', 'fixtures', 'distill')
@@ -144,7 +147,15 @@ def run_delta(scfg, sw, tcfg, tw, batch, idx, mimic, name):
     with torch.no_grad():
         tcls, treg, theld = R.forward(tp, tcfg, img, hold, tctr)
     cls, reg, held = R.forward(p, scfg, img, hold, sctr)
-    if scfg['head'] == 'retina':
+    if scfg['head'] == 'fcos':
+        ex = {}
+        det, labels = RF.fcos_loss(scfg, cls, reg, sctr, shapes, gts, ex)
+        P = float(sum(int((l >= 0).sum()) for l in labels))
+        X = list(zip(cls, reg)) if mimic else K.cross_head(tp, tcfg, held, theld, idx)
+        cls_kd, reg_kd = K.fcos_kd_losses(scfg, X, list(zip(tcls, treg)), ex['D'])
+        ctr_kd = cls_kd * 0  # FCOS has no centerness KD (its cross-head centerness is unused)
+        X = [x + (None,) for x in X]
+    elif scfg['head'] == 'retina':
         det, labels = RR.retina_loss(scfg, cls, reg, shapes, gts)
         P = float(sum(int((l >= 0).sum()) for l in labels))
         lws = RR.targets(scfg, cls, shapes, gts)[3]
@@ -246,6 +257,25 @@ def run_cross_type(scfg, sw, tcfg, tw, batch, idx, name):
     R.st_write(os.path.join(OUT, name + '.expected.safetensors'), exp)
 
 
+def main_fcos(batch):
+    kw = dict(head='fcos', base=2, stacked=4, gn_groups=2, regress_ranges=[16, 32, 64, 128], w_bbox=1.0,
+              nms_iou=0.5)
+    s = G.base_cfg(**kw)
+    t = G.base_cfg(frozen_stages=-1, **kw)
+    kd = 'kd_cfg: {method: crosskd, reused_teacher_head_idx: 2}'
+    with open(os.path.join(OUT, 'kd_fcos_student.yaml'), 'w') as f:
+        f.write(G.yaml_of(s, teacher='kd_fcos_teacher.yaml', idx=2)
+                .replace('tests/unit/model/gen_fixtures.py', 'tests/unit/distill/gen_kd_fixtures.py')
+                .replace(kd, kd[:-1] + ', loss_cls_kd: {loss_weight: 0.4}, loss_reg_kd: {loss_weight: 0.75}}'))
+    with open(os.path.join(OUT, 'kd_fcos_teacher.yaml'), 'w') as f:
+        f.write(G.yaml_of(t).replace('tests/unit/model/gen_fixtures.py', 'tests/unit/distill/gen_kd_fixtures.py'))
+    sw, tw = G.random_weights(s, 51), G.random_weights(t, 52)
+    R.st_write(os.path.join(OUT, 'kd_fcos_student.weights.safetensors'), sw)
+    R.st_write(os.path.join(OUT, 'kd_fcos_teacher.weights.safetensors'), tw)
+    run_delta(s, sw, t, tw, batch, 2, False, 'kd_fcos_i2')
+    run_delta(s, sw, t, tw, batch, 2, True, 'kd_fcos_pm')
+
+
 def main_cross_type(batch, s, sw):
     """GFL student (kd_student) with the ATSS and the RetinaNet teachers."""
     for tname, kd in (('atss', ', loss_reg_kd: {loss_weight: 1.0}, loss_center_kd: {loss_weight: 1.0}}'),
@@ -302,6 +332,7 @@ def main():
     main_atss(batch)
     main_retina(batch)
     main_cross_type(batch, s, sw)
+    main_fcos(batch)
 
 
 if __name__ == '__main__':

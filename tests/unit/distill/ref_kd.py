@@ -318,3 +318,27 @@ def retina_kd_losses(cfg, X, T, lws, Z, w_cls=1.0, beta=1.0, w_reg=1.0):
         bt = RA.delta_decode(anc, tr.permute(0, 2, 3, 1).reshape(-1, 4), cfg['stds'])
         reg_kd = reg_kd + (r[keep] * (1 - R.aligned_overlaps(bs[keep], bt[keep], 'giou'))).sum()
     return w_cls * cls_kd / (Z + EPS32), w_reg * reg_kd / (Z + EPS32)
+
+
+# ---------------------------------------------------------------- FCOS (crosskd.md §6.3)
+def fcos_kd_losses(cfg, X, T, D, w_cls=0.4, beta=1.0, w_reg=0.75):
+    """X, T: [(cls, log distances)] per level. KD-QFL over every point / (D + eps); r_a *
+    -log(max(IoU, 1e-6)) of the boxes at the points from exp(distances), r_a =
+    sigmoid(max_c Tc_a) on every point, / (D + eps)."""
+    import ref_fcos as RF
+    K = cfg['num_classes']
+    sizes = [(x[0].shape[2], x[0].shape[3]) for x in X]
+    pts, lvl = RF.points(cfg, sizes)
+    cls_kd = reg_kd = 0
+    for l, ((xc, xr), (tc, tr)) in enumerate(zip(X, T)):
+        N = xc.shape[0]
+        pp = pts[lvl == l].repeat(N, 1).to(xr.dtype)
+        xcs, tcs = xc.permute(0, 2, 3, 1).reshape(-1, K), tc.permute(0, 2, 3, 1).reshape(-1, K)
+        cls_kd = cls_kd + kd_qfl(xcs, tcs, beta).sum()
+        r = torch.sigmoid(tcs.max(1)[0])
+        ds, dt = xr.permute(0, 2, 3, 1).reshape(-1, 4).exp(), tr.permute(0, 2, 3, 1).reshape(-1, 4).exp()
+        bs = torch.cat([pp - ds[:, :2], pp + ds[:, 2:]], 1)
+        bt = torch.cat([pp - dt[:, :2], pp + dt[:, 2:]], 1)
+        iou = R.aligned_overlaps(bs, bt).clamp(min=1e-6)
+        reg_kd = reg_kd + (r * -iou.log()).sum()
+    return w_cls * cls_kd / (D + EPS32), w_reg * reg_kd / (D + EPS32)

@@ -5,7 +5,7 @@
  *
  *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT
  *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi | atss_i3 | atss_pm |
- *               retina_i3 | retina_pm | x_atss | x_retina
+ *               retina_i3 | retina_pm | x_atss | x_retina | fcos_i2 | fcos_pm
  * iN: CrossKD with reused_teacher_head_idx N; pm: prediction mimicking (the same KD losses
  * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6); bckd: BCKD
  * (binary cls KD weight 1, GIoU localisation KD weight 4); ld: LD (main + VLR LD weight 0.25
@@ -16,7 +16,8 @@
  * tiny RetinaNets (kd_retina_*: 9 anchors, KD-QFL on label-weighted anchors, GIoU box KD
  * weight 1, both / the student's local avg_factor); x_atss / x_retina: CrossKD (i 3) of the
  * GFL student through the ATSS / RetinaNet teacher (paper Table 7: the teacher's own head,
- * its type's KD losses, / P).
+ * its type's KD losses, / P); fcos_i2 / fcos_pm: CrossKD (i 2) / prediction mimicking between
+ * tiny FCOSs (KD-QFL 0.4 and -log IoU box KD 0.75 on every point, / the centerness sum).
  * Checked, each as its own sub-test:
  *   cross   cross-head predictions, levels 1..4 (level 0 only through the losses and
  *           gradients, to keep the fixtures small): |c - r| <= 1e-4 |r| + 1e-4 max|r|
@@ -77,7 +78,7 @@ static void compare(const char *prefix, double rtol, double atol_rel)
 
 static void cross(void)
 {
-    if ((variant[0] != 'i' && variant[0] != 'x' && !strstr(variant, "_i3")) || strstr(variant, "pkd")) return;
+    if ((variant[0] != 'i' && variant[0] != 'x' && !strstr(variant, "_i")) || strstr(variant, "pkd")) return;
     compare("cross.", 1e-4, 1e-4);
 }
 
@@ -95,16 +96,16 @@ static void grads(void) { compare("grad.", 2e-3, 1e-3); }
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi|atss_i3|atss_pm|retina_i3|retina_pm|x_atss|x_retina\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi|atss_i3|atss_pm|retina_i3|retina_pm|x_atss|x_retina|fcos_i2|fcos_pm\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
     char out[256], cmd[4096], set[256];
     atss = !strncmp(variant, "atss_", 5) || !strcmp(variant, "x_atss");
     int cross_type = variant[0] == 'x';
-    int retina = !strncmp(variant, "retina_", 7);
-    const char *pre = atss ? "kd_atss_" : retina ? "kd_retina_" : "kd_";
-    if (!strcmp(variant, "pm") || !strcmp(variant, "atss_pm") || !strcmp(variant, "retina_pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
+    int retina = !strncmp(variant, "retina_", 7), fcos = !strncmp(variant, "fcos_", 5);
+    const char *pre = atss ? "kd_atss_" : retina ? "kd_retina_" : fcos ? "kd_fcos_" : "kd_";
+    if (!strcmp(variant, "pm") || !strcmp(variant, "atss_pm") || !strcmp(variant, "retina_pm") || !strcmp(variant, "fcos_pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
     else if (!strcmp(variant, "pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2");
     else if (!strcmp(variant, "bckd")) snprintf(set, sizeof set, "--set model.kd_cfg.method=bckd");

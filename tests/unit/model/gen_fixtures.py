@@ -63,6 +63,10 @@ def yaml_of(c, teacher=None, idx=None):
         s += ('    bbox_coder: {target_stds: %s}\n    loss_bbox: {loss_weight: %s}\n'
               '  test_cfg: {nms: {iou_threshold: %s}}\n'
               % (c['stds'], c['w_bbox'], c['nms_iou']))
+    if c.get('style') == 'caffe':
+        s = s.replace('frozen_stages: %d}' % c['frozen_stages'], 'frozen_stages: %d, style: caffe}' % c['frozen_stages'])
+    if c.get('relu_extra'):
+        s = s.replace('add_extra_convs: on_output}', 'add_extra_convs: on_output, relu_before_extra_convs: true}')
     if c['head'] == 'fcos':
         s += ('    regress_ranges: %s\n    loss_bbox: {loss_weight: %s}\n  test_cfg: {nms: {iou_threshold: %s}}\n'
               % (c['regress_ranges'], c['w_bbox'], c['nms_iou']))
@@ -259,8 +263,9 @@ def main():
     run('retina', c, 6)
     # FCOS: points, regress ranges (small ones, so that every level gets positives), GN head,
     # centerness on the cls tower, exp distances, IoU loss
-    c = base_cfg(head='fcos', num_classes=3, stacked=2, gn_groups=2, regress_ranges=[16, 32, 64, 128],
-                 w_bbox=1.0, nms_iou=0.5)
+    # (ResNet-50 layout in caffe style, ReLU before the second extra FPN conv, as FCOS's configs)
+    c = base_cfg(head='fcos', depth=50, base=2, style='caffe', relu_extra=True, num_classes=3, stacked=2,
+                 gn_groups=2, regress_ranges=[16, 32, 64, 128], w_bbox=1.0, nms_iou=0.5)
     with open(os.path.join(OUT, 'fcos.yaml'), 'w') as f:
         f.write(yaml_of(c))
     run('fcos', c, 7)

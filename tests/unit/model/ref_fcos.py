@@ -53,7 +53,8 @@ def targets_single(cfg, pts, lvl, gt):
     return asg, d[torch.arange(n), arg]
 
 
-def fcos_loss(cfg, cls, reg, ctr, img_shapes, gts):
+def fcos_loss(cfg, cls, reg, ctr, img_shapes, gts, extras=None):
+    """extras (a dict): gets 'D', the centerness-target normaliser (FCOS's KD uses it)."""
     N, K = cls[0].shape[0], cfg['num_classes']
     sizes = [(c.shape[2], c.shape[3]) for c in cls]
     pts, lvl = points(cfg, sizes)
@@ -81,6 +82,8 @@ def fcos_loss(cfg, cls, reg, ctr, img_shapes, gts):
     lr, tb = t[:, [0, 2]], t[:, [1, 3]]
     ct = torch.sqrt((lr.min(1)[0] / lr.max(1)[0]) * (tb.min(1)[0] / tb.max(1)[0])).to(fc.dtype)
     D = max(float(ct.sum()), 1.0)
+    if extras is not None:
+        extras['D'] = D
     pp, d = fp[pos].to(fc.dtype), fr[pos]
     bp = torch.cat([pp - d[:, :2], pp + d[:, 2:]], 1)
     bt = (torch.cat([fp[pos] - t[:, :2], fp[pos] + t[:, 2:]], 1)).to(fc.dtype)

@@ -162,8 +162,9 @@ def resnet(p, cfg, x):
                 y = conv_bn(p, x, pre + '.conv1', pre + '.bn1', stride, 1, True)
                 y = conv_bn(p, y, pre + '.conv2', pre + '.bn2', 1, 1, False)
             else:
-                y = conv_bn(p, x, pre + '.conv1', pre + '.bn1', 1, 0, True)
-                y = conv_bn(p, y, pre + '.conv2', pre + '.bn2', stride, 1, True)
+                caffe = cfg.get('style', 'pytorch') == 'caffe'  # stride on conv1 (1x1)
+                y = conv_bn(p, x, pre + '.conv1', pre + '.bn1', stride if caffe else 1, 0, True)
+                y = conv_bn(p, y, pre + '.conv2', pre + '.bn2', 1 if caffe else stride, 1, True)
                 y = conv_bn(p, y, pre + '.conv3', pre + '.bn3', 1, 0, False)
             if pre + '.downsample.0.weight' in p:
                 idn = conv_bn(p, x, pre + '.downsample.0', pre + '.downsample.1', stride, 0, False)
@@ -183,7 +184,8 @@ def fpn(p, cfg, feats):
     outs = [F.conv2d(lat[i], p['neck.fpn_convs.%d.conv.weight' % i],
                      p['neck.fpn_convs.%d.conv.bias' % i], 1, 1) for i in range(len(lat))]
     for i in range(len(lat), cfg['num_outs']):
-        outs.append(F.conv2d(outs[-1], p['neck.fpn_convs.%d.conv.weight' % i],
+        src = F.relu(outs[-1]) if cfg.get('relu_extra') and i > len(lat) else outs[-1]
+        outs.append(F.conv2d(src, p['neck.fpn_convs.%d.conv.weight' % i],
                              p['neck.fpn_convs.%d.conv.bias' % i], 2, 1))
     return outs
 
