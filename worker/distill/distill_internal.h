@@ -7,6 +7,8 @@
  *   bckd.c        BCKD's binary classification and IoU-based localisation KD
  *   ld.c          LD: main and valuable-localisation-region distribution KD, main class KD
  *   rm_pfi.c      Rank Mimicking and Prediction-guided Feature Imitation
+ *   delta_kd.c    CrossKD's / prediction mimicking's KD losses for ATSS and RetinaNet outputs
+ *   fcos_kd.c     the same for FCOS outputs
  *   kd_losses.c   the loss loops (kd_losses.h)
  * Host arrays end in _h; device buffers are reached through the backend only.
  */
