@@ -12,15 +12,18 @@
  *
  * Batch: img (float32 N,3,H,W, normalised and padded), img_shape (int32 N,2: height, width
  * before padding), per image n gt_bboxes.n (float32 M,4 x1 y1 x2 y2) and gt_labels.n (int32 M).
- * Output: student.cls.l / student.reg.l (N,C,H,W), loss.loss_cls, loss.loss_bbox,
- * loss.loss_dfl, loss.loss (float32 scalars), grad.<state-dict key> for every trainable
- * student parameter, and atss.labels.n (int32 per anchor: class of a positive, -1 otherwise).
+ * Output: student.cls.l / student.reg.l (N,C,H,W; and student.ctr.l for a head with
+ * centerness), loss.loss_cls, loss.loss_bbox, loss.loss_dfl (GFL) or loss.loss_centerness
+ * (ATSS), loss.loss (float32 scalars), grad.<state-dict key> for every trainable
+ * student parameter, and atss.labels.n (int32 per anchor row: class of a positive, -1 negative,
+ * -2 in MaxIoU's ignore band; the name is kept for every assigner).
  * With --teacher (architecture from the config's teacher_config): teacher.cls.l,
  * teacher.reg.l and the cross-head outputs cross.cls.l, cross.reg.l (crosskd.md §4; the
  * student's held feature of block reused_teacher_head_idx aligned to the teacher's
  * statistics, ReLU, then the teacher's remaining layers), all computed by the distiller
  * (worker/distill/distill.h). With --kd also the KD loss terms of model.kd_cfg
- * (loss.loss_cls_kd, loss.loss_reg_kd, loss.loss_feat_kd), included in loss.loss and in every grad.*.
+ * (loss.loss_cls_kd, loss.loss_reg_kd, loss.loss_feat_kd; ATSS also loss.loss_center_kd, and
+ * teacher.ctr.l / cross.ctr.l), included in loss.loss and in every grad.*.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,9 +154,13 @@ int main(int argc, char **argv)
     for (int l = 0; l < L; l++) {
         kd_shape s = sm->lvl_s[l];
         snprintf(name, sizeof name, "student.cls.%d", l);
-        put_dev(&of, be, name, (kd_shape){s.n, sm->head.K, s.h, s.w}, sm->cls[l]);
+        put_dev(&of, be, name, (kd_shape){s.n, sm->head.cls_c, s.h, s.w}, sm->cls[l]);
         snprintf(name, sizeof name, "student.reg.%d", l);
-        put_dev(&of, be, name, (kd_shape){s.n, 4 * (sm->head.R + 1), s.h, s.w}, sm->reg[l]);
+        put_dev(&of, be, name, (kd_shape){s.n, sm->head.reg_c, s.h, s.w}, sm->reg[l]);
+        if (sm->ctr[l]) {
+            snprintf(name, sizeof name, "student.ctr.%d", l);
+            put_dev(&of, be, name, (kd_shape){s.n, sm->head.A, s.h, s.w}, sm->ctr[l]);
+        }
     }
     if (teacher) {
         if (kd_distiller_create(be, &cfg, config, teacher, sm, &dist, &err)) return fail(&err);
@@ -162,7 +169,7 @@ int main(int argc, char **argv)
         const kd_model *tm = kd_distiller_teacher(dist);
         for (int l = 0; l < L; l++) {
             kd_shape s = tm->lvl_s[l];
-            kd_shape cs = {s.n, tm->head.K, s.h, s.w}, rs = {s.n, 4 * (tm->head.R + 1), s.h, s.w};
+            kd_shape cs = {s.n, tm->head.cls_c, s.h, s.w}, rs = {s.n, tm->head.reg_c, s.h, s.w};
             snprintf(name, sizeof name, "teacher.cls.%d", l);
             put_dev(&of, be, name, cs, tm->cls[l]);
             snprintf(name, sizeof name, "teacher.reg.%d", l);
@@ -171,36 +178,48 @@ int main(int argc, char **argv)
                 snprintf(name, sizeof name, "cross.%s.%d", t ? "reg" : "cls", l);
                 put_dev(&of, be, name, t ? rs : cs, kd_distiller_cross(dist, l, t));
             }
+            kd_shape ks = {s.n, tm->head.A, s.h, s.w};
+            if (tm->ctr[l]) {
+                snprintf(name, sizeof name, "teacher.ctr.%d", l);
+                put_dev(&of, be, name, ks, tm->ctr[l]);
+            }
+            if (kd_distiller_cross_ctr(dist, l)) {
+                snprintf(name, sizeof name, "cross.ctr.%d", l);
+                put_dev(&of, be, name, ks, kd_distiller_cross_ctr(dist, l));
+            }
         }
     }
-    kd_gfl_loss *ls = kd_gfl_loss_create(sm);
-    kd_gfl_loss_stats stats;
-    if (kd_gfl_loss_prepare(ls, sm, gts, &stats, &err)) return fail(&err);
+    kd_det_loss *ls = kd_det_loss_create(sm);
+    kd_det_loss_stats stats;
+    if (kd_det_loss_prepare(ls, sm, gts, &stats, &err)) return fail(&err);
     double P, Wn;
-    kd_gfl_loss_normalisers(&stats, 1, &P, &Wn);
-    kd_gfl_losses lo;
-    kd_gfl_loss_compute(ls, sm, P, Wn, 1.0, &lo);
+    kd_det_loss_normalisers(&stats, 1, &P, &Wn);
+    kd_det_losses lo;
+    kd_det_loss_compute(ls, sm, P, Wn, 1.0, &lo);
     kd_distill_terms kt = {0};
     if (dist && with_kd) {
         kd_distiller_compute(dist, sm, ls, P, &kt);
         put_scalar(&of, "loss.loss_cls_kd", kt.loss_cls_kd);
         put_scalar(&of, "loss.loss_reg_kd", kt.loss_reg_kd);
         put_scalar(&of, "loss.loss_feat_kd", kt.loss_feat_kd);
+        if (kd_distiller_has_center_kd(dist)) put_scalar(&of, "loss.loss_center_kd", kt.loss_center_kd);
     }
     kd_model_zero_grad(sm);
     if (dist && with_kd) kd_distiller_backward(dist, sm);
     else kd_model_backward(sm);
     put_scalar(&of, "loss.loss_cls", lo.loss_cls);
     put_scalar(&of, "loss.loss_bbox", lo.loss_bbox);
-    put_scalar(&of, "loss.loss_dfl", lo.loss_dfl);
-    put_scalar(&of, "loss.loss", lo.loss_cls + lo.loss_bbox + lo.loss_dfl + kt.loss_cls_kd + kt.loss_reg_kd + kt.loss_feat_kd);
+    if (sm->head.type == KD_DET_GFL) put_scalar(&of, "loss.loss_dfl", lo.loss_dfl);
+    if (sm->head.ctr_tower >= 0) put_scalar(&of, "loss.loss_centerness", lo.loss_centerness);
+    put_scalar(&of, "loss.loss", lo.loss_cls + lo.loss_bbox + lo.loss_dfl + lo.loss_centerness + kt.loss_cls_kd +
+                                     kt.loss_reg_kd + kt.loss_feat_kd + kt.loss_center_kd);
     kd_level_geom g;
     kd_level_geom_of(sm, &g);
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof name, "atss.labels.%d", i);
         int64_t A = (int64_t)g.off[g.L];
         int32_t *lab = malloc((size_t)A * sizeof *lab);
-        const int *src = kd_gfl_loss_assigned(ls, i);
+        const int *src = kd_det_loss_assigned(ls, i);
         for (int64_t a = 0; a < A; a++) lab[a] = src[a];
         kd_tfile_add(&of, name, KD_TF_I32, 1, &A, lab);
         free(lab);
@@ -216,7 +235,7 @@ int main(int argc, char **argv)
     free(gh);
     if (kd_tfile_write(&of, outp, &err)) return fail(&err);
     kd_tfile_free(&of);
-    kd_gfl_loss_destroy(ls);
+    kd_det_loss_destroy(ls);
     be->free(be, dimg);
     kd_distiller_destroy(dist);
     kd_model_destroy(sm);

@@ -42,13 +42,16 @@ typedef struct kd_model_cfg {
         bool relu_before_extra_convs;
     } neck;
     struct {
+        int type; /* kd_detector of the head (GFLHead, RetinaHead, ATSSHead, FCOSHead) */
         long long num_classes, stacked_convs, feat_channels, reg_max, gn_groups;
-        long long octave_base_scale;
-        kd_cfg_list strides;
-        double loss_cls_beta, loss_cls_weight, loss_bbox_weight, loss_dfl_weight;
+        long long octave_base_scale, scales_per_octave;
+        kd_cfg_list strides, ratios, target_stds, regress_ranges;
+        double loss_cls_beta, loss_cls_gamma, loss_cls_alpha, loss_cls_weight;
+        double loss_bbox_weight, loss_dfl_weight, loss_centerness_weight;
     } bbox_head;
     struct {
         long long topk;
+        double pos_iou_thr, neg_iou_thr, min_pos_iou;
     } train_cfg;
     struct {
         long long nms_pre, max_per_img;
@@ -64,7 +67,7 @@ typedef struct kd_model_cfg {
         long long reused_teacher_head_idx;
         double loss_cls_kd_weight, loss_cls_kd_beta;
         double loss_reg_kd_weight, loss_reg_kd_T;
-        double loss_feat_kd_weight;
+        double loss_feat_kd_weight, loss_center_kd_weight;
         bool adapter;
         double conflict_threshold;
         bool log_conflict_ratio;

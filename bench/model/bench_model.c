@@ -73,7 +73,7 @@ static double step_flops(const kd_model *m)
     }
     for (int i = 0; i < m->fpn.n_in; i++) f += 3 * conv_flops(&m->fpn.lat_d[i]);
     for (int i = 0; i < m->fpn.num_outs; i++) f += 3 * conv_flops(&m->fpn.fpn_d[i]);
-    const kd_gfl_head *h = &m->head;
+    const kd_head *h = &m->head;
     for (int l = 0; l < m->fpn.num_outs; l++) {
         kd_shape x = m->fpn.out_s[l];
         for (int j = 0; j < h->S; j++) {
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
     int32_t labels[3] = {0, 1 % K, 2 % K};
     kd_image_gt gts[64];
     for (int i = 0; i < N && i < 64; i++) gts[i] = (kd_image_gt){3, &boxes[0][0], labels, H, W};
-    kd_gfl_loss *ls = kd_gfl_loss_create(m);
+    kd_det_loss *ls = kd_det_loss_create(m);
     kd_sgd_cfg sgd = {0.9, 1e-4};
     const kd_model_cfg *c = &cfg.model;
     const char *script = getenv("KD_BENCH_TORCH") ? getenv("KD_BENCH_TORCH") : "bench/model/bench_torch.py";
@@ -175,12 +175,12 @@ int main(int argc, char **argv)
                 return 1;
             }
             double tb = now();
-            kd_gfl_loss_stats st;
-            if (kd_gfl_loss_prepare(ls, m, gts, &st, &err)) return 1;
+            kd_det_loss_stats st;
+            if (kd_det_loss_prepare(ls, m, gts, &st, &err)) return 1;
             double P, Wn;
-            kd_gfl_loss_normalisers(&st, 1, &P, &Wn);
-            kd_gfl_losses lo;
-            kd_gfl_loss_compute(ls, m, P, Wn, 1.0, &lo);
+            kd_det_loss_normalisers(&st, 1, &P, &Wn);
+            kd_det_losses lo;
+            kd_det_loss_compute(ls, m, P, Wn, 1.0, &lo);
             double tc = now();
             kd_model_zero_grad(m);
             kd_model_backward(m);
@@ -239,7 +239,7 @@ int main(int argc, char **argv)
     printf("  C / PyTorch: speed %.2fx (best vs best; median of the rounds %.2fx), peak RSS %.2fx, "
            "model memory %.2fx\n",
            best / t_best, n_ratio ? ratio[n_ratio / 2] : 0.0, c_peak / t_peak, c_delta / (t_peak - t_base));
-    kd_gfl_loss_destroy(ls);
+    kd_det_loss_destroy(ls);
     be->free(be, dimg);
     free(img);
     kd_model_destroy(m);

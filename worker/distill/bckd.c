@@ -23,10 +23,10 @@
 #include <float.h>
 #include <math.h>
 
-static int level_has_positive(const kd_distiller *d, const kd_gfl_loss *ls, int n, int l)
+static int level_has_positive(const kd_distiller *d, const kd_det_loss *ls, int n, int l)
 {
     for (int i = 0; i < n; i++) {
-        const int *label = kd_gfl_loss_assigned(ls, i);
+        const int *label = kd_det_loss_assigned(ls, i);
         for (size_t a = d->g.off[l]; a < d->g.off[l + 1]; a++)
             if (label[a] >= 0) return 1;
     }
@@ -51,7 +51,7 @@ static void gap_weights(const kd_kd_level *lv, int K, const float *x, const floa
             }
 }
 
-void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, double P, kd_distill_terms *out)
+void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_det_loss *ls, double P, kd_distill_terms *out)
 {
     int n = st->n;
     kd_distill_zero_grads(d, n);

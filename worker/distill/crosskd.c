@@ -8,7 +8,8 @@
  *                                               this rank's N*H*W (constants)
  *             A = ReLU(A) when idx > 0
  *             X = teacher blocks idx..S-1 (conv, GN, ReLU) and prediction conv (+ the
- *                 teacher's Scale_l for reg), activations kept for the backward
+ *                 teacher's Scale_l for reg; + the teacher's centerness conv on the reg
+ *                 tower for ATSS), activations kept for the backward
  *   backward  dX (the KD losses' gradient, from distill.c) -> teacher layers with input
  *             gradients only (no teacher parameter gradient exists: the teacher has no
  *             gradient arena) -> ReLU -> align_scale through the student's statistics ->
@@ -61,12 +62,14 @@ void kd_crosskd_forward(kd_distiller *d, const kd_model *st)
             be->channel_stats(be, hs, te->held[l][t], mt, sdt);
             be->align_scale_fwd(be, hs, src, mt, sdt, al, ms, ss);
             if (idx > 0) be->relu_fwd(be, e, al, al);
-            float *abuf = kd_dbuf_get(be, &x->acts, kd_gfl_tower_acts_elems(&te->head, hs, idx));
-            kd_gfl_tower_acts_bind(&te->head, hs, idx, abuf, &x->a);
-            size_t pe = (size_t)hs.n * (t == KD_TOWER_CLS ? d->K : 4 * d->R1) * hw;
+            float *abuf = kd_dbuf_get(be, &x->acts, kd_head_tower_acts_elems(&te->head, hs, idx));
+            kd_head_tower_acts_bind(&te->head, hs, idx, abuf, &x->a);
+            size_t pe = kd_distill_pred_elems(d, hs.n, t, hw);
             float *pred = kd_dbuf_get(be, &x->pred, pe);
-            kd_gfl_tower_fwd(be, &te->head, &te->params, t, l, idx, hs, al, &x->a, pred);
+            float *ctr = t == te->head.ctr_tower ? kd_dbuf_get(be, &x->ctr, (size_t)hs.n * hw) : NULL;
+            kd_head_tower_fwd(be, &te->head, &te->params, t, l, idx, hs, al, &x->a, pred, ctr);
             kd_distill_to_host(d, t == KD_TOWER_CLS ? &d->sc[l] : &d->sr[l], pred, pe);
+            if (ctr) kd_distill_to_host(d, &d->sctr[l], ctr, (size_t)hs.n * hw);
         }
     }
 }
@@ -83,15 +86,19 @@ void kd_crosskd_backward(kd_distiller *d, kd_model *st)
             kd_cross_lt *x = &d->x[l][t];
             kd_shape hs = x->hs;
             size_t e = kd_shape_elems(hs);
-            size_t pe = (size_t)hs.n * (t == KD_TOWER_CLS ? d->K : 4 * d->R1) * hw;
-            float *dpred = kd_dbuf_get(be, &d->dev_grad, pe);
+            size_t pe = kd_distill_pred_elems(d, hs.n, t, hw);
+            float *dpred = kd_dbuf_get(be, &d->dev_grad, pe), *dctr = NULL;
             kd_distill_grad_to_dev(d, dpred, (t == KD_TOWER_CLS ? d->dc[l] : d->dr[l]).p, pe);
+            if (t == te->head.ctr_tower) {
+                dctr = kd_dbuf_get(be, &d->dev_grad_ctr, (size_t)hs.n * hw);
+                kd_distill_grad_to_dev(d, dctr, d->dctr[l].p, (size_t)hs.n * hw);
+            }
             size_t se = (size_t)hs.n * te->head.F * hs.h * hs.w;
             if (se < e) se = e;
             float *s0 = kd_dbuf_get(be, &d->s0, se), *s1 = kd_dbuf_get(be, &d->s1, se);
             float *dal = kd_dbuf_get(be, &d->dal, e);
-            kd_gfl_tower_bwd(be, &te->head, &te->params, t, l, idx, hs, x->al.p, &x->a, dpred, dal, 0, 0, -1, NULL,
-                             s0, s1);
+            kd_head_tower_bwd(be, &te->head, &te->params, t, l, idx, hs, x->al.p, &x->a, dpred, dctr, dal, 0, 0, -1,
+                              NULL, s0, s1);
             if (idx > 0) be->relu_bwd(be, e, x->al.p, dal, dal, 0);
             float *stats = x->stats.p;
             const float *src = d->has_adapter ? x->ad.p : st->held[l][t];
@@ -112,7 +119,7 @@ void kd_crosskd_free(kd_distiller *d)
     for (int l = 0; l < KD_MAX_LEVELS; l++)
         for (int t = 0; t < 2; t++) {
             kd_cross_lt *x = &d->x[l][t];
-            kd_dbuf *b[] = {&x->al, &x->stats, &x->acts, &x->pred, &x->ad};
+            kd_dbuf *b[] = {&x->al, &x->stats, &x->acts, &x->pred, &x->ad, &x->ctr};
             for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) d->be->free(d->be, b[i]->p);
             memset(x, 0, sizeof *x);
         }

@@ -94,6 +94,12 @@ static kd_status check_options(const kd_config *cfg, kd_err *err)
                        m->kd_cfg.reused_teacher_head_idx, m->bbox_head.stacked_convs);
     if (m->bbox_head.reg_max + 1 > 64)
         return kd_errf(err, KD_EINVAL, "bbox_head.reg_max %lld: distillation supports at most 63", m->bbox_head.reg_max);
+    if (m->bbox_head.type != KD_DET_GFL && method != KD_KD_CROSSKD && method != KD_KD_PRED_MIMIC)
+        return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type %s: only crosskd and pred_mimic distil it (%s is GFL's)",
+                       kd_head_type_name(m->bbox_head.type), names[method]);
+    if (m->bbox_head.type != KD_DET_GFL && (m->kd_cfg.loss_feat_kd_weight != 0 || m->kd_cfg.adapter))
+        return kd_errf(err, KD_EUNSUPPORTED, "model.bbox_head.type %s: feature KD and the adapter are implemented for GFLHead only",
+                       kd_head_type_name(m->bbox_head.type));
     if (!cfg->teacher_config[0]) return kd_errf(err, KD_EINVAL, "teacher_config: distillation needs the teacher's config");
     return KD_OK;
 }
@@ -103,7 +109,11 @@ static kd_status check_pair(const kd_model_cfg *s, const kd_model_cfg *t, int me
                             kd_err *err)
 {
     const char *what = NULL;
-    if (t->bbox_head.num_classes != s->bbox_head.num_classes) what = "bbox_head.num_classes";
+    if (t->bbox_head.type != s->bbox_head.type && method != KD_KD_CROSSKD)
+        what = "bbox_head.type (only crosskd, which runs the teacher's own head, takes a teacher of another head type)";
+    else if ((t->bbox_head.type == KD_DET_FCOS) != (s->bbox_head.type == KD_DET_FCOS))
+        what = "bbox_head.type (an FCOS teacher or student pairs only with FCOS: points, not anchors)";
+    else if (t->bbox_head.num_classes != s->bbox_head.num_classes) what = "bbox_head.num_classes";
     else if (t->bbox_head.reg_max != s->bbox_head.reg_max) what = "bbox_head.reg_max";
     else if (t->neck.num_outs != s->neck.num_outs) what = "neck.num_outs";
     else if (t->bbox_head.strides.n != s->bbox_head.strides.n) what = "bbox_head.anchor_generator.strides";
@@ -172,6 +182,7 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     d->w_reg = (float)m->kd_cfg.loss_reg_kd_weight;
     d->T = (float)m->kd_cfg.loss_reg_kd_T;
     d->w_feat = (float)m->kd_cfg.loss_feat_kd_weight;
+    d->w_ctr = (float)m->kd_cfg.loss_center_kd_weight;
     d->log_conflict = m->kd_cfg.log_conflict_ratio;
     d->conflict_thr = (float)m->kd_cfg.conflict_threshold;
     d->tcfg = kd_xcalloc(1, sizeof *d->tcfg);
@@ -188,9 +199,19 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     if (m->kd_cfg.adapter) create_adapter(d, m, &d->tcfg->model, (uint64_t)cfg->seed);
     d->K = (int)m->bbox_head.num_classes;
     d->R1 = (int)m->bbox_head.reg_max + 1;
+    /* the KD losses follow the teacher's outputs (a CrossKD teacher may have another head
+     * type than the student's, paper Table 7) */
+    const kd_head *th = &d->teacher->head;
+    d->type = th->type;
+    d->stype = student->head.type;
+    d->RC = th->reg_c;
+    d->CC = th->cls_c;
+    d->has_ctr = th->ctr_tower >= 0;
+    for (int k = 0; k < 4; k++) d->stds[k] = (float)d->tcfg->model.bbox_head.target_stds.v[k];
     static const char *const what[] = {"", "CrossKD", "prediction mimicking", "LD", "PKD", "RM+PFI", "BCKD"};
-    KD_INFO("distillation: %s%s, teacher GFL ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
-            what[d->method], d->method == KD_KD_CROSSKD && d->w_feat > 0 ? "+PKD" : "", d->tcfg->model.backbone.depth, tpath,
+    KD_INFO("distillation: %s%s, teacher %s ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
+            what[d->method], d->method == KD_KD_CROSSKD && d->w_feat > 0 ? "+PKD" : "", kd_head_type_name(th->type),
+            d->tcfg->model.backbone.depth, tpath,
             ckpt, d->teacher->params.total_elems, (double)kd_model_activation_bytes(d->teacher) / (1 << 20));
     *out = d;
     return KD_OK;
@@ -202,11 +223,14 @@ void kd_distiller_destroy(kd_distiller *d)
     kd_crosskd_free(d);
     kd_pkd_free(d);
     for (int l = 0; l < KD_MAX_LEVELS; l++) {
-        kd_hbuf *hb[] = {&d->tc[l], &d->tr[l], &d->sc[l], &d->sr[l], &d->dc[l], &d->dr[l], &d->r[l]};
+        kd_hbuf *hb[] = {&d->tc[l], &d->tr[l], &d->sc[l], &d->sr[l], &d->dc[l], &d->dr[l], &d->r[l],
+                         &d->tctr[l], &d->sctr[l], &d->dctr[l]};
         for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]->p);
     }
-    kd_dbuf *db[] = {&d->dev_grad, &d->s0, &d->s1, &d->dal, &d->dad};
+    kd_dbuf *db[] = {&d->dev_grad, &d->dev_grad_ctr, &d->s0, &d->s1, &d->dal, &d->dad};
     for (size_t i = 0; i < sizeof db / sizeof db[0]; i++) d->be->free(d->be, db[i]->p);
+    free(d->pos_mask.p);
+    free(d->lw_buf.p);
     kd_model_destroy(d->teacher);
     if (d->has_adapter) kd_params_free(&d->adapter);
     free(d->tcfg);
@@ -220,6 +244,16 @@ const float *kd_distiller_cross(const kd_distiller *d, int level, int tower)
     return d->method == KD_KD_CROSSKD ? d->x[level][tower].pred.p : NULL;
 }
 
+int kd_distiller_has_center_kd(const kd_distiller *d)
+{
+    return d->type == KD_DET_ATSS && (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC);
+}
+
+const float *kd_distiller_cross_ctr(const kd_distiller *d, int level)
+{
+    return d->method == KD_KD_CROSSKD && d->has_ctr ? d->x[level][KD_TOWER_REG].ctr.p : NULL;
+}
+
 kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n, int h, int w, kd_err *err)
 {
     return kd_model_forward(d->teacher, img, n, h, w, err);
@@ -229,7 +263,7 @@ kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n,
  * and host copies of the teacher's outputs the method reads. */
 static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
 {
-    kd_level_geom_of(st, &d->g);
+    kd_level_geom_of(d->teacher, &d->g); /* the teacher's anchors: its outputs are decoded there */
     d->L = d->g.L;
     int div = (int)st->cfg.data_preprocessor.pad_size_divisor;
     for (int l = 0; l < d->L; l++) {
@@ -241,17 +275,18 @@ static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
         }
         size_t hw = (size_t)d->g.h[l] * d->g.w[l];
         if (d->method != KD_KD_PKD || d->log_conflict) /* PKD alone reads only the FPN outputs */
-            kd_distill_to_host(d, &d->tc[l], d->teacher->cls[l], (size_t)st->n * d->K * hw);
+            kd_distill_to_host(d, &d->tc[l], d->teacher->cls[l], (size_t)st->n * d->CC * hw);
         if (d->method != KD_KD_PKD)
-            kd_distill_to_host(d, &d->tr[l], d->teacher->reg[l], (size_t)st->n * 4 * d->R1 * hw);
+            kd_distill_to_host(d, &d->tr[l], d->teacher->reg[l], (size_t)st->n * d->RC * hw);
+        if (d->has_ctr) kd_distill_to_host(d, &d->tctr[l], d->teacher->ctr[l], (size_t)st->n * hw);
     }
 }
 
-static void conflict_counts(const kd_distiller *d, int n, const kd_gfl_loss *ls, kd_distill_terms *out)
+static void conflict_counts(const kd_distiller *d, int n, const kd_det_loss *ls, kd_distill_terms *out)
 {
     double conflicts = 0, positives = 0;
     for (int i = 0; i < n; i++) {
-        const int *label = kd_gfl_loss_assigned(ls, i);
+        const int *label = kd_det_loss_assigned(ls, i);
         for (int l = 0; l < d->L; l++) {
             size_t hw = (size_t)d->g.h[l] * d->g.w[l];
             for (int y = 0; y < d->vh[l][i]; y++)
@@ -277,8 +312,9 @@ void kd_distill_zero_grads(kd_distiller *d, int n)
 {
     for (int l = 0; l < d->L; l++) {
         size_t hw = (size_t)d->g.h[l] * d->g.w[l];
-        memset(kd_hbuf_get(&d->dc[l], (size_t)n * d->K * hw), 0, (size_t)n * d->K * hw * sizeof(float));
-        memset(kd_hbuf_get(&d->dr[l], (size_t)n * 4 * d->R1 * hw), 0, (size_t)n * 4 * d->R1 * hw * sizeof(float));
+        memset(kd_hbuf_get(&d->dc[l], (size_t)n * d->CC * hw), 0, (size_t)n * d->CC * hw * sizeof(float));
+        memset(kd_hbuf_get(&d->dr[l], (size_t)n * d->RC * hw), 0, (size_t)n * d->RC * hw * sizeof(float));
+        if (d->has_ctr) memset(kd_hbuf_get(&d->dctr[l], (size_t)n * hw), 0, (size_t)n * hw * sizeof(float));
     }
 }
 
@@ -324,13 +360,17 @@ static void route_feat_to_held(kd_distiller *d, kd_model *st)
     st->use_d_held = 1;
 }
 
-void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
+void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_det_loss *ls, double P,
                           kd_distill_terms *out)
 {
     memset(out, 0, sizeof *out);
     d->feat_levels = 0;
     /* losses: prediction-level terms into d->dc / d->dr (host), feature terms into feat_grad */
-    if (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) pred_losses(d, student->n, P, out);
+    if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) && d->type == KD_DET_FCOS)
+        kd_fcos_kd_compute(d, student->n, ls, out);
+    else if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) && d->type != KD_DET_GFL)
+        kd_delta_kd_compute(d, student->n, ls, P, out);
+    else if (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC) pred_losses(d, student->n, P, out);
     else if (d->method == KD_KD_BCKD) kd_bckd_compute(d, student, ls, P, out);
     else if (d->method == KD_KD_LD) kd_ld_compute(d, student, ls, out);
     else if (d->method == KD_KD_RM_PFI) kd_rm_pfi_compute(d, student, out);

@@ -4,13 +4,16 @@
  * A distiller owns the frozen teacher (an inference-mode kd_model: no gradient or momentum
  * arenas, activations shared except its outputs and held features; weights from
  * teacher_ckpt, architecture from the model section of teacher_config; never saved with the
- * student) and the method's workspace. Per step, after the student's forward and
- * kd_gfl_loss_compute (which overwrites the student's d_cls / d_reg):
+ * student) and the method's workspace. GFLHead students take every method; ATSSHead and
+ * RetinaHead students crosskd and pred_mimic. The teacher has the student's head type,
+ * except for crosskd, whose cross-head runs through the teacher's own head (any type:
+ * paper Table 7) and whose KD losses are the ones of the teacher's head type. Per step, after the student's forward and
+ * kd_det_loss_compute (which overwrites the student's d_cls / d_reg):
  *
  *   kd_distiller_teacher_forward(d, img, n, h, w)    teacher on the same batch tensor
- *   (student forward, kd_gfl_loss_prepare)
+ *   (student forward, kd_det_loss_prepare)
  *   kd_distiller_forward(d, student, gts)            cross-head branch (crosskd)
- *   (all-reduce of [num_pos, W], kd_gfl_loss_compute)
+ *   (all-reduce of [num_pos, W], kd_det_loss_compute)
  *   kd_distiller_compute(d, student, ls, P, &terms)
  *       KD losses (values in terms, already weighted and normalised) and their gradients:
  *       crosskd   -> the student's held-feature gradient (student->d_held, use_d_held = 1):
@@ -46,6 +49,7 @@
 /* KD loss terms of one step under MMDetection's log names (0 when a term is off). */
 typedef struct kd_distill_terms {
     double loss_cls_kd, loss_reg_kd, loss_feat_kd;
+    double loss_center_kd; /* ATSS's centerness KD (MMDetection logs it as losses_center_kd) */
     /* paper Fig. 3 (log_conflict_ratio, else 0): target-conflict and positive anchors of
      * this rank; the ratio is conflicts / positives (sum both over ranks first) */
     double conflicts, positives;
@@ -71,10 +75,10 @@ kd_status kd_distiller_teacher_forward(kd_distiller *d, const float *img, int n,
  * (crosskd: the cross-head branch) and host copies for the losses. gts: the batch's images
  * (their valid areas). */
 void kd_distiller_forward(kd_distiller *d, const kd_model *student, const kd_image_gt *gts);
-/* After kd_gfl_loss_compute: the KD losses and their gradients into the student (see
+/* After kd_det_loss_compute: the KD losses and their gradients into the student (see
  * above). ls: the student's loss (its assignment feeds the conflict ratio); P: the reduced
  * QFL normaliser. */
-void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_gfl_loss *ls, double P,
+void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_det_loss *ls, double P,
                           kd_distill_terms *out);
 
 /* Loss scaling (fp16 mixed precision, worker/train): the KD gradients of the following
@@ -91,5 +95,10 @@ const kd_model *kd_distiller_teacher(const kd_distiller *d);
 /* crosskd: the cross-head prediction of level l and tower t (device, the teacher's cls or
  * reg output shape) of the last compute; NULL for other methods. */
 const float *kd_distiller_cross(const kd_distiller *d, int level, int tower);
+/* crosskd with a centerness head (ATSS): the cross-head centerness logits of level l (device,
+ * N, 1, H, W); NULL otherwise. */
+const float *kd_distiller_cross_ctr(const kd_distiller *d, int level);
+/* The method has ATSS's centerness KD (loss_center_kd): an ATSSHead teacher. */
+int kd_distiller_has_center_kd(const kd_distiller *d);
 
 #endif

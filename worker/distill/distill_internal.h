@@ -7,6 +7,8 @@
  *   bckd.c        BCKD's binary classification and IoU-based localisation KD
  *   ld.c          LD: main and valuable-localisation-region distribution KD, main class KD
  *   rm_pfi.c      Rank Mimicking and Prediction-guided Feature Imitation
+ *   delta_kd.c    CrossKD's / prediction mimicking's KD losses for ATSS and RetinaNet outputs
+ *   fcos_kd.c     the same for FCOS outputs
  *   kd_losses.c   the loss loops (kd_losses.h)
  * Host arrays end in _h; device buffers are reached through the backend only.
  */
@@ -15,6 +17,7 @@
 
 #include "worker/distill/distill.h"
 #include "worker/distill/kd_losses.h"
+
 
 /* A growable device buffer. */
 typedef struct kd_dbuf {
@@ -36,19 +39,25 @@ typedef struct kd_cross_lt {
     kd_shape ss;                 /* the student's held-feature shape */
     kd_shape hs;                 /* the aligned feature's (teacher channels with the adapter) */
     kd_dbuf ad;                  /* adapter output (adapter on) */
-    kd_dbuf al, stats, acts, pred;
-    kd_gfl_tower_acts a;
+    kd_dbuf al, stats, acts, pred, ctr; /* ctr: the cross-head centerness (ATSS) */
+    kd_head_tower_acts a;
 } kd_cross_lt;
 
 struct kd_distiller {
     const kd_backend *be;
     int method, idx;
-    float w_cls, beta, w_reg, T, w_feat;
+    float w_cls, beta, w_reg, T, w_feat, w_ctr;
+    float stds[4]; /* the student's box coder (delta-coded heads) */
     int log_conflict;
     float conflict_thr;
     kd_config *tcfg;
     kd_model *teacher;
     int L, K, R1;
+    int CC;      /* cls channels: A * K (RetinaNet: 9 anchors per location) */
+    int RC;      /* reg channels: GFL 4 (reg_max + 1), ATSS 4 deltas, RetinaNet 4 A */
+    int has_ctr; /* the heads have a centerness output (ATSS) */
+    int type;    /* kd_detector of the teacher's head: the KD losses follow its outputs */
+    int stype;   /* the student's (differs only for crosskd, paper Table 7) */
     const kd_image_gt *gts; /* the batch of the last kd_distiller_forward */
     kd_level_geom g;
     /* per level: valid extents per image, host copies (teacher, source predictions) and the
@@ -56,7 +65,9 @@ struct kd_distiller {
     int vh[KD_MAX_LEVELS][64], vw[KD_MAX_LEVELS][64];
     kd_hbuf tc[KD_MAX_LEVELS], tr[KD_MAX_LEVELS], sc[KD_MAX_LEVELS], sr[KD_MAX_LEVELS];
     kd_hbuf dc[KD_MAX_LEVELS], dr[KD_MAX_LEVELS], r[KD_MAX_LEVELS];
-    kd_dbuf dev_grad, s0, s1, dal, dad;
+    kd_hbuf tctr[KD_MAX_LEVELS], sctr[KD_MAX_LEVELS], dctr[KD_MAX_LEVELS]; /* centerness */
+    kd_hbuf pos_mask, lw_buf; /* delta_kd.c: one level's positives and label weights */
+    kd_dbuf dev_grad, dev_grad_ctr, s0, s1, dal, dad;
     /* CrossKD's optional 1x1 adapter (model.kd_cfg.adapter): one weight per tower, shape
      * (teacher channels, student channels, 1, 1), in its own trainable arena */
     int has_adapter;
@@ -69,6 +80,12 @@ struct kd_distiller {
     float grad_scale; /* loss scaling: every KD gradient is multiplied by it (1 = none) */
 };
 
+/* Elements of the prediction of tower t of a batch of n images on a level of hw positions. */
+static inline size_t kd_distill_pred_elems(const kd_distiller *d, int n, int t, size_t hw)
+{
+    return (size_t)n * (t == KD_TOWER_CLS ? d->CC : d->RC) * hw;
+}
+
 /* distill.c: copy a level's (N, C, H, W) device tensor to a host buffer. */
 float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t elems);
 
@@ -76,7 +93,7 @@ float *kd_distill_to_host(kd_distiller *d, kd_hbuf *b, const float *dev, size_t 
  * reaches the device through here, so loss scaling covers all methods). */
 void kd_distill_grad_to_dev(kd_distiller *d, float *dev, const float *host, size_t elems);
 
-/* distill.c: zero the host gradients d->dc / d->dr of a batch of n images. */
+/* distill.c: zero the host gradients d->dc / d->dr (/ d->dctr) of a batch of n images. */
 void kd_distill_zero_grads(kd_distiller *d, int n);
 
 /* crosskd.c */
@@ -90,13 +107,20 @@ void kd_pred_mimic_backward(kd_distiller *d, kd_model *st);
 
 /* bckd.c: BCKD's two terms on the student's outputs into d->dc / d->dr (ls: positives per
  * level) */
-void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, double P, kd_distill_terms *out);
+void kd_bckd_compute(kd_distiller *d, const kd_model *st, const kd_det_loss *ls, double P, kd_distill_terms *out);
 
 /* ld.c: LD's main and VLR localisation KD and main class KD into d->dc / d->dr */
-void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, kd_distill_terms *out);
+void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_det_loss *ls, kd_distill_terms *out);
 
 /* rm_pfi.c: RM into d->dc, PFI into d->feat_grad */
 void kd_rm_pfi_compute(kd_distiller *d, const kd_model *st, kd_distill_terms *out);
+
+/* delta_kd.c: CrossKD's KD losses for ATSS and RetinaNet (crosskd.md §6.1, §6.2) on d->sc /
+ * d->sr (/ d->sctr) against the teacher's, gradients into d->dc / d->dr (/ d->dctr); ls: the
+ * student's assignment (positives, ignored anchors, RetinaNet's avg_factor) */
+void kd_delta_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, double P, kd_distill_terms *out);
+/* fcos_kd.c: CrossKD's KD losses for FCOS (crosskd.md §6.3), / the student's D */
+void kd_fcos_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, kd_distill_terms *out);
 
 /* pkd.c: loss_feat_kd and d->feat_grad */
 void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss);

@@ -3,10 +3,14 @@
  * Conventions: tensors are the head outputs in (N, C, H, W), read on the host; anchor
  * (i, y, x) is valid when y < vh[i] and x < vw[i]; losses are accumulated in double, element
  * math in float (kd_losses.h, shared with a future device version); gradients accumulate.
+ * The delta-coded loops (ATSS, RetinaNet) decode with the model's kd_delta_decode; FCOS's
+ * IoU loop uses the model's kd_loss_iou_log_grad.
  */
 #include "worker/distill/kd_losses.h"
 
 #include <math.h>
+
+#include "worker/model/model.h" /* kd_delta_decode */
 
 static int valid_at(const kd_kd_level *lv, int i, int y, int x) { return y < lv->vh[i] && x < lv->vw[i]; }
 
@@ -116,5 +120,116 @@ double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const f
                         dx[base + (size_t)(s * R1 + j) * hw] += g * qs[s * R1 + j] * ((float)j - ds[s]);
                 }
             }
+    return sum * scale;
+}
+
+double kd_kdqfl_anchor_level(const kd_kd_level *lv, int A, int K, const float *x, const float *t,
+                             const float *w, float beta, double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (size_t pos = 0; pos < hw; pos++)
+            for (int a = 0; a < A; a++) {
+                float wa = w[((size_t)i * hw + pos) * A + a];
+                if (wa == 0.0f) continue;
+                for (int c = 0; c < K; c++) {
+                    size_t k = ((size_t)i * A * K + (size_t)a * K + c) * hw + pos;
+                    float d;
+                    sum += (double)wa * kd_kdqfl_elem(x[k], kd_sigmoid(t[k]), beta, &d);
+                    if (dx) dx[k] += (float)(scale * wa * d);
+                }
+            }
+    return sum * scale;
+}
+
+double kd_teacher_score_anchor_level(const kd_kd_level *lv, int A, int K, const float *t_cls,
+                                     const float *lw, float *r)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (size_t pos = 0; pos < hw; pos++)
+            for (int a = 0; a < A; a++) {
+                size_t ra = ((size_t)i * hw + pos) * A + a;
+                if (lw[ra] == 0.0f) {
+                    r[ra] = 0;
+                    continue;
+                }
+                float m = -INFINITY;
+                for (int c = 0; c < K; c++) m = fmaxf(m, t_cls[((size_t)i * A * K + (size_t)a * K + c) * hw + pos]);
+                r[ra] = kd_sigmoid(m);
+                sum += r[ra];
+            }
+    return sum;
+}
+
+double kd_giou_delta_level(const kd_kd_level *lv, int A, float stride, const float *half_w,
+                           const float *half_h, const float *stds, const float *x, const float *t,
+                           const float *w, double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (size_t pos = 0; pos < hw; pos++)
+            for (int a = 0; a < A; a++) {
+                float wa = w[((size_t)i * hw + pos) * A + a];
+                if (wa == 0.0f) continue;
+                size_t base = ((size_t)i * A * 4 + (size_t)a * 4) * hw + pos;
+                float cx = (float)(pos % lv->W) * stride, cy = (float)(pos / lv->W) * stride;
+                float an[4] = {cx - half_w[a], cy - half_h[a], cx + half_w[a], cy + half_h[a]};
+                float ds[4], dt[4], bs[4], bt[4], db[4], dd[4];
+                for (int k = 0; k < 4; k++) {
+                    ds[k] = x[base + (size_t)k * hw];
+                    dt[k] = t[base + (size_t)k * hw];
+                }
+                kd_delta_decode(an, ds, stds, bs);
+                kd_delta_decode(an, dt, stds, bt);
+                sum += (double)wa * kd_giou_elem(bs, bt, db);
+                if (!dx) continue;
+                for (int k = 0; k < 4; k++) db[k] *= (float)(scale * wa);
+                kd_delta_decode_bwd(an, ds, stds, db, dd);
+                for (int k = 0; k < 4; k++) dx[base + (size_t)k * hw] += dd[k];
+            }
+    return sum * scale;
+}
+
+double kd_iou_logdist_level(const kd_kd_level *lv, float stride, const float *x, const float *t,
+                            const float *w, double scale, float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (size_t pos = 0; pos < hw; pos++) {
+            float wa = w[(size_t)i * hw + pos];
+            if (wa == 0.0f) continue;
+            size_t base = (size_t)i * 4 * hw + pos;
+            float px = ((float)(pos % lv->W) + 0.5f) * stride, py = ((float)(pos / lv->W) + 0.5f) * stride;
+            float ds[4], dt[4], db[4];
+            for (int k = 0; k < 4; k++) {
+                ds[k] = expf(x[base + (size_t)k * hw]);
+                dt[k] = expf(t[base + (size_t)k * hw]);
+            }
+            float bs[4] = {px - ds[0], py - ds[1], px + ds[2], py + ds[3]};
+            float bt[4] = {px - dt[0], py - dt[1], px + dt[2], py + dt[3]};
+            sum += (double)wa * kd_loss_iou_log_grad(bs, bt, db);
+            if (!dx) continue;
+            float dd[4] = {-db[0], -db[1], db[2], db[3]};
+            for (int k = 0; k < 4; k++) dx[base + (size_t)k * hw] += (float)(scale * wa) * dd[k] * ds[k];
+        }
+    return sum * scale;
+}
+
+double kd_bce_pos_level(const kd_kd_level *lv, const uint8_t *pos, const float *x, const float *t,
+                        double scale, float *dx)
+{
+    size_t n = (size_t)lv->N * lv->H * lv->W;
+    double sum = 0;
+    for (size_t a = 0; a < n; a++) {
+        if (!pos[a]) continue;
+        float tt = kd_sigmoid(t[a]);
+        sum += kd_bce_logits(x[a], tt);
+        if (dx) dx[a] += (float)(scale * (kd_sigmoid(x[a]) - tt));
+    }
     return sum * scale;
 }

@@ -136,4 +136,35 @@ double kd_kl_reg_level(const kd_kd_level *lv, int R1, const float *x, const floa
 double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const float *t,
                           const float *w, double scale, float *dx);
 
+/* Anchor-row loops (A anchors per location: row (i, pos, a) has weight index
+ * (i*H*W + pos)*A + a and its K class channels a*K.., its 4 deltas a*4..). */
+
+/* sum over anchor rows of w_a * sum_c kdqfl(x, sigma(t)) (w_a: the label weight, 0 skips
+ * the row), times scale; dx += scale * w_a * d. */
+double kd_kdqfl_anchor_level(const kd_kd_level *lv, int A, int K, const float *x, const float *t,
+                             const float *w, float beta, double scale, float *dx);
+
+/* r_a = sigma(max_c t_cls) of each anchor row where lw_a != 0, else 0; returns the sum. */
+double kd_teacher_score_anchor_level(const kd_kd_level *lv, int A, int K, const float *t_cls,
+                                     const float *lw, float *r);
+
+/* sum over anchor rows of w_a * (1 - GIoU(box(x_a), box(t_a))), boxes delta-decoded
+ * (kd_delta_decode, stds) at the anchors: centre (x*stride, y*stride), half-extents
+ * half_w[a], half_h[a] (pixels); times scale; the teacher box is constant, dx += scale *
+ * w_a * d/dx through the decode. w_a == 0 rows are skipped. */
+double kd_giou_delta_level(const kd_kd_level *lv, int A, float stride, const float *half_w,
+                           const float *half_h, const float *stds, const float *x, const float *t,
+                           const float *w, double scale, float *dx);
+
+/* FCOS: sum over every position of w_a * -log(max(IoU, 1e-6)) between the boxes decoded at
+ * the points ((x + 0.5) stride, (y + 0.5) stride) from the distances exp(x) and exp(t) (reg
+ * layout N, 4, H, W, log distances), times scale; dx += scale * w_a * d/dx through the exp. */
+double kd_iou_logdist_level(const kd_kd_level *lv, float stride, const float *x, const float *t,
+                            const float *w, double scale, float *dx);
+
+/* sum over the anchors with pos[a] != 0 (N*H*W) of BCE(x_a, sigma(t_a)) on one-channel
+ * logits, times scale; dx += scale * (sigma(x) - sigma(t)). */
+double kd_bce_pos_level(const kd_kd_level *lv, const uint8_t *pos, const float *x, const float *t,
+                        double scale, float *dx);
+
 #endif

@@ -99,7 +99,7 @@ static void vlr_region(const kd_level_geom *g, const float *anchors, const uint8
     }
 }
 
-void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, kd_distill_terms *out)
+void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_det_loss *ls, kd_distill_terms *out)
 {
     int n = st->n, K = d->K, R1 = d->R1;
     const kd_level_geom *g = &d->g;
@@ -113,7 +113,7 @@ void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, k
     float *tmp = kd_hbuf_get(&d->feat_h[0], 3 * (size_t)(K > R1 ? K : R1));
     double npos[KD_MAX_LEVELS] = {0};
     for (int i = 0; i < n; i++) {
-        const int *label = kd_gfl_loss_assigned(ls, i);
+        const int *label = kd_det_loss_assigned(ls, i);
         for (int l = 0; l < g->L; l++)
             for (size_t a = g->off[l]; a < g->off[l + 1]; a++) npos[l] += label[a] >= 0;
     }
@@ -123,7 +123,7 @@ void kd_ld_compute(kd_distiller *d, const kd_model *st, const kd_gfl_loss *ls, k
         const kd_image_gt *gt = &d->gts[i];
         kd_anchors_image(g, (gt->img_h + div - 1) / div * div, (gt->img_w + div - 1) / div * div, anchors, valid);
         vlr_region(g, anchors, valid, (int)st->cfg.train_cfg.topk, gt, vlr, dist, idx);
-        const int *label = kd_gfl_loss_assigned(ls, i);
+        const int *label = kd_det_loss_assigned(ls, i);
         for (int l = 0; l < g->L; l++) {
             size_t hw = (size_t)g->h[l] * g->w[l];
             for (size_t a = g->off[l]; a < g->off[l + 1]; a++) {

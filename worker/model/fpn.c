@@ -2,7 +2,9 @@
  * start_level..3, top-down nearest upsampling added into the next lateral (size of the
  * lower level), 3x3 output convs, and extra stride-2 3x3 convs up to num_outs, fed from the
  * last output ('on_output', GFL), the last backbone stage ('on_input') or the last lateral
- * ('on_lateral'). Convs have bias, no norm, no activation.
+ * ('on_lateral'). Convs have bias, no norm, no activation, except that with
+ * relu_before_extra_convs (FCOS) every extra conv after the first reads ReLU of the level
+ * below (MMDetection applies it from the second extra level on).
  *
  * Keys: neck.lateral_convs.{i}.conv.{weight,bias}, neck.fpn_convs.{i}.conv.{weight,bias}.
  * Buffers: lat[i] (lateral output, the top-down sum added in place), out[l]. Gradients:
@@ -29,9 +31,7 @@ kd_status kd_fpn_build(kd_fpn *f, kd_params *P, const kd_model_cfg *cfg, const i
     if (f->num_outs > f->n_in && f->extra == KD_EXTRA_NONE)
         return kd_errf(err, KD_EUNSUPPORTED,
                        "model.neck.add_extra_convs: none (max-pool levels) is not implemented");
-    if (cfg->neck.relu_before_extra_convs)
-        return kd_errf(err, KD_EUNSUPPORTED,
-                       "model.neck.relu_before_extra_convs: true is not implemented");
+    f->relu_extra = cfg->neck.relu_before_extra_convs;
     char nm[KD_PARAM_NAME_BYTES];
     for (int i = 0; i < 4; i++) f->in_c[i] = in_c[i];
     for (int i = 0; i < f->n_in; i++) {
@@ -70,6 +70,10 @@ void kd_fpn_layout(kd_fpn *f, const kd_shape in_s[4], kd_plan *plan, int trainin
     for (int i = 0; i < f->n_in; i++) f->lat[i] = kd_plan_take(plan, kd_shape_elems(lat_s[i]), -1);
     for (int i = 0; i < f->num_outs; i++)
         f->out[i] = kd_plan_take(plan, kd_shape_elems(f->out_s[i]), -1);
+    for (int i = f->n_in + 1; i < f->num_outs && f->relu_extra; i++) {
+        f->relu_in[i] = kd_plan_take(plan, kd_shape_elems(f->out_s[i - 1]), -1);
+        if (training) f->d_relu[i] = kd_plan_take(plan, kd_shape_elems(f->out_s[i - 1]), KD_PLAN_GRAD);
+    }
     if (!training) return;
     for (int i = 0; i < f->num_outs; i++)
         f->d_out[i] = kd_plan_take(plan, kd_shape_elems(f->out_s[i]), KD_PLAN_GRAD);
@@ -81,7 +85,7 @@ void kd_fpn_layout(kd_fpn *f, const kd_shape in_s[4], kd_plan *plan, int trainin
 
 static const float *extra_src(const kd_fpn *f, int i, const float *const in[4])
 {
-    if (i > f->n_in) return f->out[i - 1];
+    if (i > f->n_in) return f->relu_extra ? f->relu_in[i] : f->out[i - 1];
     if (f->extra == KD_EXTRA_ON_INPUT) return in[3];
     if (f->extra == KD_EXTRA_ON_LATERAL) return f->lat[f->n_in - 1];
     return f->out[i - 1];
@@ -97,6 +101,8 @@ void kd_fpn_fwd(const kd_backend *be, kd_fpn *f, const kd_params *P, const float
         be->upsample_nearest_add_fwd(be, top, f->lat[i], low.h, low.w, f->lat[i - 1]);
     }
     for (int i = 0; i < f->num_outs; i++) {
+        if (i > f->n_in && f->relu_extra)
+            be->relu_fwd(be, kd_shape_elems(f->out_s[i - 1]), f->out[i - 1], f->relu_in[i]);
         const float *x = i < f->n_in ? f->lat[i] : extra_src(f, i, in);
         be->conv_fwd(be, &f->fpn_d[i], x, kd_params_ptr(P, f->fpn_w[i]),
                      kd_params_ptr(P, f->fpn_b[i]), f->out[i]);
@@ -114,6 +120,11 @@ void kd_fpn_bwd(const kd_backend *be, kd_fpn *f, const kd_params *P, const float
         int acc = 1;
         if (i == f->n_in && f->extra == KD_EXTRA_ON_INPUT) dx = f->d_in[3], acc = 0;
         if (i == f->n_in && f->extra == KD_EXTRA_ON_LATERAL) dx = f->d_lat[last], acc = 0;
+        if (i > f->n_in && f->relu_extra) { /* through the ReLU into the level below */
+            be->conv_bwd_data(be, &f->fpn_d[i], f->d_out[i], kd_params_ptr(P, f->fpn_w[i]), f->d_relu[i], 0);
+            be->relu_bwd(be, kd_shape_elems(f->out_s[i - 1]), f->relu_in[i], f->d_relu[i], dx, acc);
+            continue;
+        }
         be->conv_bwd_data(be, &f->fpn_d[i], f->d_out[i], kd_params_ptr(P, f->fpn_w[i]), dx, acc);
     }
     for (int i = 0; i <= last; i++) {

@@ -1,11 +1,12 @@
-/* init.c — MMDetection's initialisation of a GFL detector trained from scratch, and the
- * project's random generator.
+/* init.c — MMDetection's initialisation of a detector (GFL, ATSS, RetinaNet) trained from
+ * scratch, and the project's random generator.
  *
  *   backbone convs     Kaiming normal, mode fan_out, ReLU gain: std = sqrt(2 / (c_out*k*k))
  *   backbone BN        weight 1, bias 0, running mean 0, running var 1
  *   neck convs         Xavier uniform, gain 1: U(-b, b), b = sqrt(6 / (fan_in + fan_out)),
  *                      fan = channels * k * k; bias 0
- *   head convs         Normal(0, 0.01), bias 0; gfl_cls bias -log((1 - 0.01) / 0.01)
+ *   head convs         Normal(0, 0.01), bias 0; the classification conv's bias (gfl_cls,
+ *                      atss_cls, retina_cls) -log((1 - 0.01) / 0.01)
  *   head GN            weight 1, bias 0; Scales 1.0; integral.project = 0, 1, ..., reg_max
  *
  * RNG: PCG32 (M. O'Neill, pcg-random.org: 64-bit LCG state, XSH-RR 32-bit output). Each
@@ -94,7 +95,7 @@ void kd_model_init(kd_model *m, uint64_t seed)
             } else {
                 for (size_t k = 0; k < p->elems; k++) v[k] = (float)(0.01 * kd_model_rng_normal(&r));
             }
-        } else if (strcmp(n, "bbox_head.gfl_cls.bias") == 0) {
+        } else if (strncmp(n, "bbox_head.", 10) == 0 && ends_with(n, "_cls.bias")) {
             for (size_t k = 0; k < p->elems; k++) v[k] = (float)(-log((1.0 - 0.01) / 0.01));
         } else {
             for (size_t k = 0; k < p->elems; k++) v[k] = 0.0f; /* biases, BN bias and mean */

@@ -1,11 +1,11 @@
-/* model.c — the GFL detector object: construction from the config (ResNet, FPN, GFL head
- * into one parameter table), the activation arena planned once for the largest batch
+/* model.c — the detector object: construction from the config (ResNet, FPN and the dense
+ * head of model.bbox_head.type into one parameter table), the activation arena planned once for the largest batch
  * shape, forward (keeping what backward and CrossKD need) and backward.
  *
  * Arena: pass 1 sizes every buffer for opts.max_* (each buffer is monotone in N, H, W, so
  * smaller batches fit the same views); pass 2 binds the views. Training mode keeps every
  * activation plus the gradient buffers (FPN level gradients, backbone stage gradients, the
- * head output gradients, four scratch buffers as large as the largest activation).
+ * head output gradients (cls, reg, centerness), four scratch buffers as large as the largest activation).
  * The activation gradients and backward scratch (d_cls, d_reg, d_held, the FPN gradients,
  * g[]) share memory with the forward-only temporaries of frozen stages: they hold data from
  * the end of a forward to the end of the backward.
@@ -30,7 +30,7 @@ static void layout(kd_model *m, int n, int h, int w, kd_plan *plan)
     int training = !m->opts.inference, hold = m->opts.hold_idx;
     kd_resnet_layout(&m->bb, n, h, w, plan);
     kd_fpn_layout(&m->fpn, m->bb.out_s, plan, training);
-    const kd_gfl_head *hd = &m->head;
+    const kd_head *hd = &m->head;
     size_t gmax = kd_resnet_max_elems(&m->bb);
     for (int l = 0; l < m->fpn.num_outs; l++) {
         kd_shape xs = m->fpn.out_s[l];
@@ -40,7 +40,7 @@ static void layout(kd_model *m, int n, int h, int w, kd_plan *plan)
         if (kd_shape_elems(xs) > gmax) gmax = kd_shape_elems(xs);
         if (!plan) continue;
         for (int t = 0; t < 2; t++) {
-            kd_gfl_tower_acts *a = &m->acts[l][t];
+            kd_head_tower_acts *a = &m->acts[l][t];
             for (int j = 0; j < hd->S; j++) {
                 a->conv[j] = kd_plan_take(plan, e, SLOT_HEAD_CONV);
                 a->out[j] = kd_plan_take(plan, e, j == hold - 1 ? -1 : (j % 2 ? SLOT_HEAD_B : SLOT_HEAD_A));
@@ -48,17 +48,19 @@ static void layout(kd_model *m, int n, int h, int w, kd_plan *plan)
                 a->rstd[j] = kd_plan_take(plan, s, -1);
             }
             a->pred_raw = t == KD_TOWER_REG
-                              ? kd_plan_take(plan, (size_t)n * 4 * (hd->R + 1) * hw, SLOT_HEAD_PRED)
+                              ? kd_plan_take(plan, (size_t)n * hd->reg_c * hw, SLOT_HEAD_PRED)
                               : NULL;
             if (hold >= 0) m->held[l][t] = hold == 0 ? m->fpn.out[l] : a->out[hold - 1];
             if (training && hold >= 0)
                 m->d_held[l][t] = kd_plan_take(plan, hold == 0 ? kd_shape_elems(xs) : e, KD_PLAN_GRAD);
         }
-        m->cls[l] = kd_plan_take(plan, (size_t)n * hd->K * hw, -1);
-        m->reg[l] = kd_plan_take(plan, (size_t)n * 4 * (hd->R + 1) * hw, -1);
+        m->cls[l] = kd_plan_take(plan, (size_t)n * hd->cls_c * hw, -1);
+        m->reg[l] = kd_plan_take(plan, (size_t)n * hd->reg_c * hw, -1);
+        m->ctr[l] = hd->ctr_tower >= 0 ? kd_plan_take(plan, (size_t)n * hd->A * hw, -1) : NULL;
         if (training) {
-            m->d_cls[l] = kd_plan_take(plan, (size_t)n * hd->K * hw, KD_PLAN_GRAD);
-            m->d_reg[l] = kd_plan_take(plan, (size_t)n * 4 * (hd->R + 1) * hw, KD_PLAN_GRAD);
+            m->d_cls[l] = kd_plan_take(plan, (size_t)n * hd->cls_c * hw, KD_PLAN_GRAD);
+            m->d_reg[l] = kd_plan_take(plan, (size_t)n * hd->reg_c * hw, KD_PLAN_GRAD);
+            m->d_ctr[l] = hd->ctr_tower >= 0 ? kd_plan_take(plan, (size_t)n * hd->A * hw, KD_PLAN_GRAD) : NULL;
         }
     }
     if (plan && training) {
@@ -88,8 +90,6 @@ kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
                           const kd_model_opts *opts, kd_model **out, kd_err *err)
 {
     *out = NULL;
-    if (cfg->type != KD_DET_GFL)
-        return kd_errf(err, KD_EUNSUPPORTED, "model.type: only GFL is implemented");
     if (opts->max_n < 1 || opts->max_h < 32 || opts->max_w < 32)
         return kd_errf(err, KD_EINVAL, "model: planned batch shape %dx%dx%d is too small",
                        opts->max_n, opts->max_h, opts->max_w);
@@ -104,7 +104,7 @@ kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
     kd_status st;
     if ((st = kd_resnet_build(&m->bb, &m->params, cfg, err)) ||
         (st = kd_fpn_build(&m->fpn, &m->params, cfg, m->bb.out_c, err)) ||
-        (st = kd_gfl_head_build(&m->head, &m->params, cfg, m->fpn.num_outs, err))) {
+        (st = kd_head_build(&m->head, &m->params, cfg, m->fpn.num_outs, err))) {
         kd_model_destroy(m);
         return st;
     }
@@ -131,9 +131,9 @@ kd_status kd_model_create(const kd_backend *be, const kd_model_cfg *cfg,
     m->n = opts->max_n;
     m->h = opts->max_h;
     m->w = opts->max_w;
-    KD_INFO("model: GFL R%d (base %d) %s: parameters %.2f MB (%zu trainable of %zu), gradients "
+    KD_INFO("model: %s R%d (base %d) %s: parameters %.2f MB (%zu trainable of %zu), gradients "
             "%.2f MB, momentum %.2f MB, activations %.2f MB for %dx3x%dx%d",
-            m->bb.depth, m->bb.base, opts->inference ? "inference" : "training",
+            kd_head_type_name(m->head.type), m->bb.depth, m->bb.base, opts->inference ? "inference" : "training",
             m->params.total_elems * 4e-6, m->params.train_elems, m->params.total_elems,
             m->params.grad ? m->params.train_elems * 4e-6 : 0.0,
             m->params.mom ? m->params.train_elems * 4e-6 : 0.0, total * 4e-6, opts->max_n,
@@ -169,8 +169,8 @@ kd_status kd_model_forward(kd_model *m, const float *img, int n, int h, int w, k
     kd_fpn_fwd(be, &m->fpn, &m->params, m->bb.out);
     for (int l = 0; l < m->fpn.num_outs; l++)
         for (int t = 0; t < 2; t++)
-            kd_gfl_tower_fwd(be, &m->head, &m->params, t, l, 0, m->fpn.out_s[l], m->fpn.out[l],
-                             &m->acts[l][t], t == KD_TOWER_CLS ? m->cls[l] : m->reg[l]);
+            kd_head_tower_fwd(be, &m->head, &m->params, t, l, 0, m->fpn.out_s[l], m->fpn.out[l],
+                              &m->acts[l][t], t == KD_TOWER_CLS ? m->cls[l] : m->reg[l], m->ctr[l]);
     return KD_OK;
 }
 
@@ -187,9 +187,9 @@ void kd_model_backward_head(kd_model *m)
     for (int l = 0; l < m->fpn.num_outs; l++) {
         for (int t = 0; t < 2; t++) {
             float *dp = t == KD_TOWER_CLS ? m->d_cls[l] : m->d_reg[l];
-            kd_gfl_tower_bwd(be, &m->head, &m->params, t, l, 0, m->fpn.out_s[l], m->fpn.out[l],
-                             &m->acts[l][t], dp, m->fpn.d_out[l], t, 1, hold,
-                             hold > 0 ? m->d_held[l][t] : NULL, m->g[0], m->g[1]);
+            kd_head_tower_bwd(be, &m->head, &m->params, t, l, 0, m->fpn.out_s[l], m->fpn.out[l],
+                              &m->acts[l][t], dp, m->d_ctr[l], m->fpn.d_out[l], t, 1, hold,
+                              hold > 0 ? m->d_held[l][t] : NULL, m->g[0], m->g[1]);
             if (hold == 0)
                 be->axpy(be, kd_shape_elems(m->fpn.out_s[l]), 1.0f, m->d_held[l][t], m->fpn.d_out[l]);
         }

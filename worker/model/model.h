@@ -1,4 +1,5 @@
-/* model.h — the GFL detector (crosskd.md §3, §5.1, §7) with MMDetection 3.0 semantics: what
+/* model.h — the dense detectors (crosskd.md §3, §5.1, §6, §7) with MMDetection 3.0
+ * semantics — GFL (the default), ATSS and RetinaNet, selected by model.bbox_head.type — what
  * the trainer, the distillation code, the inspector and the tests call.
  *
  * Objects and their files:
@@ -7,27 +8,33 @@
  *                               Trainable entries come first, so [0, train_elems) of the
  *                               parameter arena lines up with the gradient and momentum arenas.
  *   kd_plan        params.c     activation-arena planner (persistent buffers and shared slots).
- *   kd_resnet      resnet.c     ResNet 18/34/50/101, pytorch style, BN in inference mode.
+ *   kd_resnet      resnet.c     ResNet 18/34/50/101, pytorch or caffe style, BN in inference mode.
  *   kd_fpn         fpn.c        FPN, start level, extra convs on output or input.
- *   kd_gfl_head    gfl_head.c   GFL head towers, prediction convs, per-level Scale; the tower
- *                               pieces CrossKD re-uses (kd_gfl_tower_fwd/bwd from any block).
- *   anchors.c / atss.c          anchors, valid flags, the ATSS assigner (host).
- *   kd_gfl_loss    gfl_loss.c   QFL, GIoU, DFL in two phases (local statistics, then the loss
- *                               given the reduced normalisers).
- *   postprocess.c               inference: scores, top-k, decode, clip, rescale, NMS.
+ *   kd_head        head.c       GFLHead / ATSSHead / RetinaHead towers, prediction convs
+ *                               (+ centerness), per-level Scale; the tower pieces CrossKD
+ *                               re-uses (kd_head_tower_fwd/bwd from any block).
+ *   anchors.c / atss.c / max_iou.c  anchors (A per location), valid flags, the ATSS and
+ *                               MaxIoU assigners (host).
+ *   kd_det_loss    det_loss.c   the detection loss in two phases (local statistics, then the
+ *                               loss given the reduced normalisers); per head gfl_loss.c (QFL,
+ *                               GIoU, DFL), atss_loss.c (focal, GIoU on decoded deltas,
+ *                               centerness; the delta coder), retina_loss.c (focal, L1).
+ *   postprocess.c               inference: scores, top-k, decode, clip, score factor,
+ *                               rescale, NMS.
  *   init.c                      MMDetection initialisation with the project's PCG32 RNG.
  *   weights.c / tensor_file.c   safetensors in and out with MMDetection key names.
  *   kd_model       model.c      construction, arena planning, forward, backward.
  *
  * One training step (see tests/unit/model/test_train.c):
- *     kd_model_forward -> kd_gfl_loss_prepare (local statistics) -> all-reduce of the
- *     statistics (caller) -> kd_gfl_loss_normalisers -> kd_gfl_loss_compute (writes d_cls,
- *     d_reg) -> kd_model_zero_grad -> kd_model_backward -> optimiser on params.data/grad/mom.
+ *     kd_model_forward -> kd_det_loss_prepare (local statistics) -> all-reduce of the
+ *     statistics (caller) -> kd_det_loss_normalisers -> kd_det_loss_compute (writes d_cls,
+ *     d_reg, d_ctr) -> kd_model_zero_grad -> kd_model_backward -> optimiser on
+ *     params.data/grad/mom.
  * CrossKD (crosskd.md §4; worked example: tests/unit/model/test_crosskd.c): the student is
  * created with opts.hold_idx = idx and the teacher with opts.inference = 1 and the same idx;
  * after both forwards, per level l and tower t: channel_stats(teacher->held[l][t]),
- * align_scale_fwd(student->held[l][t]), ReLU when idx > 0, kd_gfl_tower_fwd(teacher head,
- * first = idx) -> cross-head prediction; its backward is kd_gfl_tower_bwd(...,
+ * align_scale_fwd(student->held[l][t]), ReLU when idx > 0, kd_head_tower_fwd(teacher head,
+ * first = idx) -> cross-head prediction; its backward is kd_head_tower_bwd(...,
  * with_param_grads = 0), relu_bwd, align_scale_bwd into student->d_held[l][t]; then set
  * student->use_d_held = 1 before kd_model_backward, which adds d_held at block idx.
  *
@@ -140,6 +147,8 @@ typedef struct kd_resnet {
 
 typedef struct kd_fpn {
     int n_in, start, num_outs, out_c, extra; /* extra: kd_extra_convs */
+    int relu_extra; /* relu_before_extra_convs (FCOS): extra level i > n_in reads ReLU(out[i-1]) */
+    float *relu_in[KD_MAX_LEVELS], *d_relu[KD_MAX_LEVELS]; /* that ReLU's output, its gradient */
     int in_c[4];
     int lat_w[4], lat_b[4], fpn_w[KD_MAX_LEVELS], fpn_b[KD_MAX_LEVELS];
     kd_conv_desc lat_d[4], fpn_d[KD_MAX_LEVELS];
@@ -150,44 +159,90 @@ typedef struct kd_fpn {
 
 enum { KD_TOWER_CLS = 0, KD_TOWER_REG = 1 };
 
-typedef struct kd_gfl_head {
+/* A dense head (head.c; model.bbox_head.type). Parameter indices into the model's table; -1
+ * where the head type has no such parameter. */
+typedef struct kd_head {
+    int type;          /* kd_detector: GFL, RetinaNet, ATSS, FCOS */
     int K, S, C_in, F, R, G, L;
-    int conv_w[2][KD_MAX_STACKED], gn_g[2][KD_MAX_STACKED], gn_b[2][KD_MAX_STACKED];
-    int cls_w, cls_b, reg_w, reg_b, scale[KD_MAX_LEVELS], project;
+    int A;             /* anchors per location (RetinaNet: ratios x scales_per_octave) */
+    int norm;          /* GN in the tower blocks; without it the block convs have a bias */
+    int cls_c, reg_c;  /* prediction channels: A*K; GFL 4*(R+1), others 4*A */
+    int ctr_tower;     /* tower whose last features feed the centerness conv (ATSS reg, FCOS
+                          cls), or -1 */
+    int has_scale;     /* per-level Scale on the reg prediction */
+    int conv_w[2][KD_MAX_STACKED], conv_b[2][KD_MAX_STACKED];
+    int gn_g[2][KD_MAX_STACKED], gn_b[2][KD_MAX_STACKED];
+    int cls_w, cls_b, reg_w, reg_b, ctr_w, ctr_b, scale[KD_MAX_LEVELS], project;
     double strides[KD_MAX_LEVELS];
-} kd_gfl_head;
+} kd_head;
+
+/* "GFLHead", "ATSSHead", "RetinaHead" (MMDetection's names). */
+const char *kd_head_type_name(int type);
+/* Output channels of a tower's prediction conv. */
+int kd_head_pred_channels(const kd_head *h, int tower);
 
 /* Activations of one tower on one level: block j conv output and post-ReLU output, GN
  * statistics, and (reg tower) the prediction before Scale. */
-typedef struct kd_gfl_tower_acts {
+typedef struct kd_head_tower_acts {
     float *conv[KD_MAX_STACKED], *out[KD_MAX_STACKED];
     float *mean[KD_MAX_STACKED], *rstd[KD_MAX_STACKED];
     float *pred_raw;
-} kd_gfl_tower_acts;
+} kd_head_tower_acts;
 
-/* Elements kd_gfl_tower_fwd needs in acts for blocks first..S-1 on input shape x (training:
- * every buffer kept). Use kd_gfl_tower_acts_bind to lay them out in a caller buffer. */
-size_t kd_gfl_tower_acts_elems(const kd_gfl_head *h, kd_shape x, int first);
-void kd_gfl_tower_acts_bind(const kd_gfl_head *h, kd_shape x, int first, float *buf,
-                            kd_gfl_tower_acts *a);
+/* Elements kd_head_tower_fwd needs in acts for blocks first..S-1 on input shape x (training:
+ * every buffer kept). Use kd_head_tower_acts_bind to lay them out in a caller buffer. */
+size_t kd_head_tower_acts_elems(const kd_head *h, kd_shape x, int first);
+void kd_head_tower_acts_bind(const kd_head *h, kd_shape x, int first, float *buf,
+                             kd_head_tower_acts *a);
 
 /* Runs tower `tower` of head h (parameters P) from block `first` (0..S; first == S runs only
  * the prediction conv) on x (the post-ReLU output of block first-1, or the FPN feature when
- * first == 0), then the prediction conv (+ Scale of `level` for reg) into pred (N,K or
- * 4(R+1),H,W). This is the student's own head AND CrossKD's "teacher blocks idx..n-1". */
-void kd_gfl_tower_fwd(const kd_backend *be, const kd_gfl_head *h, const kd_params *P,
-                      int tower, int level, int first, kd_shape xs, const float *x,
-                      kd_gfl_tower_acts *a, float *pred);
-/* Backward of kd_gfl_tower_fwd. dpred is consumed (the reg tower scales it in place).
- * with_param_grads = 0 gives the input gradient only (frozen teacher). dx (= or += with
- * accumulate) may be NULL. hold_idx/dheld: when dheld != NULL, it is added to the gradient
- * of the post-ReLU output of block hold_idx-1 (hold_idx > first), the CrossKD fan-in.
- * s0, s1: two scratch buffers of N*F*H*W elements each. */
-void kd_gfl_tower_bwd(const kd_backend *be, const kd_gfl_head *h, const kd_params *P,
-                      int tower, int level, int first, kd_shape xs, const float *x,
-                      const kd_gfl_tower_acts *a, float *dpred, float *dx, int accumulate,
-                      int with_param_grads, int hold_idx, const float *dheld, float *s0,
-                      float *s1);
+ * first == 0), then the prediction conv (+ Scale of `level` for reg) into pred (N, cls_c or
+ * reg_c, H, W), and on the head's ctr_tower the centerness conv into ctr (N, A, H, W; skipped
+ * when ctr is NULL). This is the student's own head AND CrossKD's "teacher blocks idx..n-1". */
+void kd_head_tower_fwd(const kd_backend *be, const kd_head *h, const kd_params *P, int tower,
+                       int level, int first, kd_shape xs, const float *x, kd_head_tower_acts *a,
+                       float *pred, float *ctr);
+/* Backward of kd_head_tower_fwd. dpred is consumed (the reg tower scales it in place); dctr
+ * (ctr_tower only; NULL = no centerness gradient). with_param_grads = 0 gives the input
+ * gradient only (frozen teacher). dx (= or += with accumulate) may be NULL. hold_idx/dheld:
+ * when dheld != NULL, it is added to the gradient of the post-ReLU output of block
+ * hold_idx-1 (hold_idx > first), the CrossKD fan-in. s0, s1: two scratch buffers of
+ * N*F*H*W elements each. */
+void kd_head_tower_bwd(const kd_backend *be, const kd_head *h, const kd_params *P, int tower,
+                       int level, int first, kd_shape xs, const float *x,
+                       const kd_head_tower_acts *a, float *dpred, float *dctr, float *dx,
+                       int accumulate, int with_param_grads, int hold_idx, const float *dheld,
+                       float *s0, float *s1);
+
+/* Transitional names from when GFL was the only head (callers on other branches); static
+ * inline, no link symbol. Remove once no caller uses them. */
+typedef kd_head kd_gfl_head;
+typedef kd_head_tower_acts kd_gfl_tower_acts;
+static inline size_t kd_gfl_tower_acts_elems(const kd_head *h, kd_shape x, int first)
+{
+    return kd_head_tower_acts_elems(h, x, first);
+}
+static inline void kd_gfl_tower_acts_bind(const kd_head *h, kd_shape x, int first, float *buf,
+                                          kd_head_tower_acts *a)
+{
+    kd_head_tower_acts_bind(h, x, first, buf, a);
+}
+static inline void kd_gfl_tower_fwd(const kd_backend *be, const kd_head *h, const kd_params *P,
+                                    int tower, int level, int first, kd_shape xs, const float *x,
+                                    kd_head_tower_acts *a, float *pred)
+{
+    kd_head_tower_fwd(be, h, P, tower, level, first, xs, x, a, pred, NULL);
+}
+static inline void kd_gfl_tower_bwd(const kd_backend *be, const kd_head *h, const kd_params *P,
+                                    int tower, int level, int first, kd_shape xs, const float *x,
+                                    const kd_head_tower_acts *a, float *dpred, float *dx,
+                                    int accumulate, int with_param_grads, int hold_idx,
+                                    const float *dheld, float *s0, float *s1)
+{
+    kd_head_tower_bwd(be, h, P, tower, level, first, xs, x, a, dpred, NULL, dx, accumulate,
+                      with_param_grads, hold_idx, dheld, s0, s1);
+}
 
 /* ---- the model (model.c) ------------------------------------------------------------- */
 
@@ -206,18 +261,19 @@ typedef struct kd_model {
     kd_params params;
     kd_resnet bb;
     kd_fpn fpn;
-    kd_gfl_head head;
+    kd_head head;
     int n, h, w;                     /* current batch shape */
     const float *img;                /* input of the last forward (read by backward) */
     float *arena;
     size_t arena_elems, scratch_elems;
     float *g[4];                     /* gradient scratch (training) */
     kd_shape lvl_s[KD_MAX_LEVELS];   /* per level N, F, H, W */
-    kd_gfl_tower_acts acts[KD_MAX_LEVELS][2];
+    kd_head_tower_acts acts[KD_MAX_LEVELS][2];
     float *cls[KD_MAX_LEVELS], *reg[KD_MAX_LEVELS];     /* outputs */
+    float *ctr[KD_MAX_LEVELS];       /* centerness logits (N, A, H, W) when the head has them */
     /* their gradients (the loss writes): like every activation gradient, valid from the end
      * of a forward to the end of the backward (the memory is shared with forward temporaries) */
-    float *d_cls[KD_MAX_LEVELS], *d_reg[KD_MAX_LEVELS];
+    float *d_cls[KD_MAX_LEVELS], *d_reg[KD_MAX_LEVELS], *d_ctr[KD_MAX_LEVELS];
     float *held[KD_MAX_LEVELS][2];   /* held features (hold_idx >= 0) */
     float *d_held[KD_MAX_LEVELS][2]; /* their extra gradient (training, hold_idx >= 0) */
     int use_d_held;                  /* add d_held during backward (set by the caller) */
@@ -283,29 +339,53 @@ static inline void kd_rng_seed(kd_rng *r, uint64_t seed, uint64_t stream) { kd_m
 static inline double kd_rng_normal(kd_rng *r) { return kd_model_rng_normal(r); }
 static inline double kd_rng_uniform(kd_rng *r) { return kd_model_rng_uniform(r); }
 
-/* ---- anchors, assignment (anchors.c, atss.c) ------------------------------------------ */
+/* ---- anchors, assignment (anchors.c, atss.c, max_iou.c) ------------------------------- */
 
-/* Anchor of level stride s at (x, y): centre (x*s, y*s), side octave*s. Valid when
- * y < min(ceil(pad_h/s), H_l) and x < min(ceil(pad_w/s), W_l). */
+#define KD_MAX_ANCHORS 16 /* base anchors per location */
+
+/* Anchors of level l: location (x, y) is centred at (x*s, y*s) with A base anchors of
+ * half-extents half_w/half_h (anchors.c has the rules). Valid when y < min(ceil(pad_h/s), H_l)
+ * and x < min(ceil(pad_w/s), W_l). Rows per image: off[l] + (y*W_l + x)*A + a. */
 typedef struct kd_level_geom {
-    int L;
+    int L, A;
     int h[KD_MAX_LEVELS], w[KD_MAX_LEVELS];
     double stride[KD_MAX_LEVELS];
-    size_t off[KD_MAX_LEVELS + 1]; /* anchor offsets per image, off[L] = A */
+    size_t off[KD_MAX_LEVELS + 1]; /* anchor offsets per image, off[L] = total */
     double octave;
+    float offset;    /* prior centre (x + offset) * s: 0 for anchors, 0.5 for FCOS's points */
+    int all_valid;   /* FCOS uses every point (no valid flags) */
+    float regress_lo[KD_MAX_LEVELS], regress_hi[KD_MAX_LEVELS]; /* FCOS */
+    float half_w[KD_MAX_LEVELS][KD_MAX_ANCHORS], half_h[KD_MAX_LEVELS][KD_MAX_ANCHORS];
 } kd_level_geom;
 
 void kd_level_geom_of(const kd_model *m, kd_level_geom *g);
-/* Anchors (A,4 xyxy float) and valid flags (A) of one image with pad shape (pad_h, pad_w). */
+/* Anchors (rows x 4 xyxy float) and valid flags (rows) of one image with pad shape
+ * (pad_h, pad_w); either may be NULL. */
 void kd_anchors_image(const kd_level_geom *g, int pad_h, int pad_w, float *anchors,
                       uint8_t *valid);
+
+/* Assignment results besides a gt index. */
+#define KD_ASSIGN_NEG (-1)
+#define KD_ASSIGN_IGNORE (-2) /* MaxIoU's band between the thresholds: label weight 0 */
+
+/* MaxIoUAssigner (max_iou.c; RetinaNet: 0.5, 0.4, min_pos_iou 0, every gt's best anchors
+ * taken, ties included) over the A valid-flagged anchors of one image. assigned[a] = gt
+ * index, KD_ASSIGN_NEG or KD_ASSIGN_IGNORE. */
+void kd_max_iou_assign(size_t A, const float *anchors, const uint8_t *valid, double pos_thr, double neg_thr,
+                       double min_pos_iou, int n_gt, const float *gt_boxes, int *assigned);
+
+/* FCOS's targets (fcos_loss.c) for the points of one image (priors as zero-size anchors):
+ * the gt containing the point (strictly) whose max side distance lies in the level's
+ * regress range, the smallest-area one (first on ties); -1 otherwise. */
+void kd_fcos_assign(const kd_level_geom *g, const float *points, int n_gt, const float *gt_boxes,
+                    int *assigned);
 
 /* ATSS (crosskd.md §3.4) over the valid anchors of one image. assigned[a] = gt index or -1
  * (negative; also for invalid anchors). Scratch is allocated inside. */
 void kd_atss_assign(const kd_level_geom *g, const float *anchors, const uint8_t *valid,
                     int topk, int n_gt, const float *gt_boxes, int *assigned);
 
-/* ---- losses (gfl_loss.c) ----------------------------------------------------------- */
+/* ---- detection losses (det_loss.c; gfl_loss.c, atss_loss.c) --------------------------- */
 
 typedef struct kd_image_gt {
     int n;                 /* boxes */
@@ -314,33 +394,85 @@ typedef struct kd_image_gt {
     int img_h, img_w;      /* before padding */
 } kd_image_gt;
 
-typedef struct kd_gfl_loss_stats {
+/* The local statistics the two normalisers need (summed over ranks by the caller). */
+typedef struct kd_det_loss_stats {
     double num_pos;    /* positives over the local images */
-    double weight_sum; /* sum over positives of max_c sigmoid(cls) (detached) */
-} kd_gfl_loss_stats;
+    double weight_sum; /* GFL: sum over positives of max_c sigmoid(cls) (detached);
+                          ATSS: sum of the positives' centerness targets */
+} kd_det_loss_stats;
 
-typedef struct kd_gfl_losses {
-    double loss_cls, loss_bbox, loss_dfl;
+/* Loss terms under MMDetection's names; a term the head does not have stays 0. */
+typedef struct kd_det_losses {
+    double loss_cls, loss_bbox, loss_dfl, loss_centerness;
     double level_cls[KD_MAX_LEVELS], level_bbox[KD_MAX_LEVELS], level_dfl[KD_MAX_LEVELS];
-} kd_gfl_losses;
+    double level_centerness[KD_MAX_LEVELS];
+} kd_det_losses;
 
-typedef struct kd_gfl_loss kd_gfl_loss;
-kd_gfl_loss *kd_gfl_loss_create(const kd_model *m);
-void kd_gfl_loss_destroy(kd_gfl_loss *ls);
-/* Phase 1: copies the head outputs to the host, anchors, valid flags, ATSS per image, and
- * the local statistics the normalisers need. */
-kd_status kd_gfl_loss_prepare(kd_gfl_loss *ls, const kd_model *m, const kd_image_gt *gts,
-                              kd_gfl_loss_stats *local, kd_err *err);
+/* The detection loss of the model's head type:
+ *   GFLHead   QFL / P, GIoU (weight w_a = max sigmoid) / W, DFL / W     (gfl_loss.c)
+ *   ATSSHead  focal / P, GIoU on decoded deltas weighted by the centerness targets / W,
+ *             centerness BCE / P                                          (atss_loss.c)
+ *   RetinaHead focal / Pl, L1 on the encoded deltas / Pl, Pl = this rank's positives
+ *             (3.0.0rc6's AnchorHead does not reduce it)                 (retina_loss.c)
+ * with P = mean over ranks of num_pos and W = max(1, mean over ranks of weight_sum). */
+typedef struct kd_det_loss kd_det_loss;
+kd_det_loss *kd_det_loss_create(const kd_model *m);
+void kd_det_loss_destroy(kd_det_loss *ls);
+/* Phase 1: copies the head outputs to the host, anchors, valid flags, assignment per image,
+ * and the local statistics the normalisers need. */
+kd_status kd_det_loss_prepare(kd_det_loss *ls, const kd_model *m, const kd_image_gt *gts,
+                              kd_det_loss_stats *local, kd_err *err);
 /* The normalisers from the all-reduced statistics (world size ranks, mean over ranks):
  * P = mean num_pos; W = max(1, mean weight_sum). */
-void kd_gfl_loss_normalisers(const kd_gfl_loss_stats *sum_over_ranks, int world_size,
+void kd_det_loss_normalisers(const kd_det_loss_stats *sum_over_ranks, int world_size,
                              double *P, double *W);
-/* Phase 2: the losses given P and W, and their gradients written to m->d_cls / m->d_reg
- * (overwritten), each multiplied by grad_scale. */
-void kd_gfl_loss_compute(kd_gfl_loss *ls, kd_model *m, double P, double W, double grad_scale,
-                         kd_gfl_losses *out);
-/* Assignment of the last prepare (per image, A anchors): label (-1 negative) and gt index. */
-const int *kd_gfl_loss_assigned(const kd_gfl_loss *ls, int image);
+/* Phase 2: the losses given P and W, and their gradients written to m->d_cls / m->d_reg /
+ * m->d_ctr (overwritten), each multiplied by grad_scale. */
+void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, double grad_scale,
+                         kd_det_losses *out);
+/* Assignment of the last prepare (per image, one entry per anchor row): label (-1 negative,
+ * -2 ignored) and gt index. */
+const int *kd_det_loss_assigned(const kd_det_loss *ls, int image);
+/* The W normaliser the last compute used (FCOS: the centerness-target sum, FCOS's KD
+ * normaliser too). */
+double kd_det_loss_box_normaliser(const kd_det_loss *ls);
+/* -log(max(IoU(p, t), 1e-6)) of two xyxy boxes (MMDetection's IoULoss, mode log) and its
+ * gradient in p (fcos_loss.c). */
+float kd_loss_iou_log_grad(const float *p, const float *t, float *dp);
+/* RetinaNet's local avg_factor of the last prepare: sum over the images of max(positives, 1). */
+double kd_det_loss_local_avg_factor(const kd_det_loss *ls);
+/* Per anchor row of image `image`: the matched gt box (4 floats; valid where assigned). */
+const float *kd_det_loss_targets(const kd_det_loss *ls, int image);
+
+/* DeltaXYWHBBoxCoder (atss_loss.c): decode of deltas d (4) at anchor an (xyxy) with means 0,
+ * stds, dw/dh clamped to |log(16/1000)|, no clipping; and its backward: dd = dbox * dbox/dd
+ * (the clamp passes no gradient outside its range). */
+void kd_delta_decode(const float *an, const float *d, const float *stds, float *box);
+void kd_delta_decode_bwd(const float *an, const float *d, const float *stds, const float *dbox, float *dd);
+/* The encode (bbox2delta): deltas of box gt at anchor an, divided by stds. */
+void kd_delta_encode(const float *an, const float *gt, const float *stds, float *d);
+
+/* Transitional names from when GFL was the only detector (callers on other branches). */
+typedef kd_det_loss kd_gfl_loss;
+typedef kd_det_loss_stats kd_gfl_loss_stats;
+typedef kd_det_losses kd_gfl_losses;
+static inline kd_det_loss *kd_gfl_loss_create(const kd_model *m) { return kd_det_loss_create(m); }
+static inline void kd_gfl_loss_destroy(kd_det_loss *ls) { kd_det_loss_destroy(ls); }
+static inline kd_status kd_gfl_loss_prepare(kd_det_loss *ls, const kd_model *m, const kd_image_gt *gts,
+                                            kd_det_loss_stats *local, kd_err *err)
+{
+    return kd_det_loss_prepare(ls, m, gts, local, err);
+}
+static inline void kd_gfl_loss_normalisers(const kd_det_loss_stats *s, int world_size, double *P, double *W)
+{
+    kd_det_loss_normalisers(s, world_size, P, W);
+}
+static inline void kd_gfl_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, double grad_scale,
+                                       kd_det_losses *out)
+{
+    kd_det_loss_compute(ls, m, P, W, grad_scale, out);
+}
+static inline const int *kd_gfl_loss_assigned(const kd_det_loss *ls, int image) { return kd_det_loss_assigned(ls, image); }
 
 /* ---- inference (postprocess.c) ----------------------------------------------------- */
 
@@ -352,8 +484,13 @@ typedef struct kd_det {
 /* Detections of image i from the last forward: sigmoid scores, score_thr, top nms_pre per
  * level, decode, clip to (img_h, img_w), divide by (scale_w, scale_h), min_bbox_size,
  * class-aware NMS, max_per_img. Returns the count written to dets (capacity max_per_img). */
-int kd_gfl_predict(const kd_model *m, int image, int img_h, int img_w, double scale_h,
+int kd_det_predict(const kd_model *m, int image, int img_h, int img_w, double scale_h,
                    double scale_w, kd_det *dets);
+static inline int kd_gfl_predict(const kd_model *m, int image, int img_h, int img_w, double scale_h,
+                                 double scale_w, kd_det *dets)
+{
+    return kd_det_predict(m, image, img_h, img_w, scale_h, scale_w, dets);
+}
 /* Class-aware greedy NMS over n boxes sorted by descending score: keep[i] = 1 if kept.
  * A box is suppressed when IoU > thr with a kept box of the same label. */
 void kd_nms(const kd_det *d, int n, double thr, uint8_t *keep);

@@ -33,9 +33,8 @@ void kd_fpn_fwd(const kd_backend *be, kd_fpn *f, const kd_params *P, const float
 /* From f->d_out (accumulated by the head) to f->d_in[i] (overwritten) for the used stages. */
 void kd_fpn_bwd(const kd_backend *be, kd_fpn *f, const kd_params *P, const float *const in[4]);
 
-/* gfl_head.c */
-kd_status kd_gfl_head_build(kd_gfl_head *h, kd_params *P, const kd_model_cfg *cfg, int levels,
-                            kd_err *err);
+/* head.c */
+kd_status kd_head_build(kd_head *h, kd_params *P, const kd_model_cfg *cfg, int levels, kd_err *err);
 
 /* convbn helpers (resnet.c) */
 void kd_convbn_fwd(const kd_backend *be, const kd_convbn *c, const kd_params *P, const float *x);

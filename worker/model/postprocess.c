@@ -1,14 +1,17 @@
-/* postprocess.c — GFL inference (crosskd.md §7, MMDetection's _predict_by_feat_single and
- * _bbox_post_process) for one image of the last forward, on the host:
- *   per level: scores = sigmoid(cls) over (location, class) pairs in row-major order; keep
- *   pairs with score > score_thr; the top nms_pre by score (descending; ties keep the lower
- *   pair index, a stable sort); distances = Integral(reg) * stride; boxes decoded from the
- *   anchor centres (x*s, y*s) and clipped to [0, img_w] x [0, img_h];
+/* postprocess.c — dense-head inference (crosskd.md §7, coco.md §3.10, MMDetection's
+ * _predict_by_feat_single and _bbox_post_process) for one image of the last forward, on the
+ * host, for every head type:
+ *   per level: scores = sigmoid(cls) over (prior, class) pairs in row-major order (prior =
+ *   location * A + anchor); keep pairs with score > score_thr; the top nms_pre by score
+ *   (descending; ties keep the lower pair index, a stable sort); decode the kept pairs'
+ *   boxes — GFL: Integral(reg) * stride from the anchor centres (x*s, y*s); ATSS: delta-xywh
+ *   from the anchors; FCOS: exp(reg) distances from the points ((x+0.5)s, (y+0.5)s) — and clip to [0, img_w] x [0, img_h]; a centerness head multiplies the
+ *   kept scores by sigmoid(centerness) (after the threshold and top-k);
  *   all levels: divide by the resize scale factors; drop boxes with width or height not
  *   above min_bbox_size; class-aware greedy NMS (suppress IoU > threshold, no +1 in areas)
  *   in descending score order; keep the first max_per_img.
  */
-#include "worker/model/model.h"
+#include "worker/model/det_loss_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -51,55 +54,100 @@ void kd_nms(const kd_det *d, int n, double thr, uint8_t *keep)
     }
 }
 
-int kd_gfl_predict(const kd_model *m, int image, int img_h, int img_w, double scale_h,
-                   double scale_w, kd_det *dets)
+/* Box of the kept (prior, class) pair `p` (prior index within the level) of image i. */
+static void decode_prior(const kd_model *m, const kd_level_geom *g, int l, const float *reg, size_t hw, int p,
+                         float *b)
+{
+    const kd_head *h = &m->head;
+    int A = h->A, pos = p / A, a = p % A, w = g->w[l];
+    float st = (float)g->stride[l], px = ((float)(pos % w) + g->offset) * st, py = ((float)(pos / w) + g->offset) * st;
+    if (h->type == KD_DET_FCOS) { /* distances exp(reg) in pixels at the point */
+        float d[4];
+        for (int k = 0; k < 4; k++) d[k] = expf(reg[(size_t)k * hw + pos]);
+        b[0] = px - d[0], b[1] = py - d[1], b[2] = px + d[2], b[3] = py + d[3];
+        return;
+    }
+    if (h->type == KD_DET_GFL) {
+        int R1 = h->R + 1;
+        float d[4], z[72];
+        for (int side = 0; side < 4; side++) {
+            for (int j = 0; j < R1; j++) z[j] = reg[(size_t)(side * R1 + j) * hw + pos];
+            kd_softmax_row(z, z, R1);
+            float e = 0;
+            for (int j = 0; j < R1; j++) e += z[j] * (float)j;
+            d[side] = e * st;
+        }
+        b[0] = px - d[0], b[1] = py - d[1], b[2] = px + d[2], b[3] = py + d[3];
+        return;
+    }
+    float an[4] = {px - g->half_w[l][a], py - g->half_h[l][a], px + g->half_w[l][a], py + g->half_h[l][a]};
+    float dl[4], stds[4];
+    for (int k = 0; k < 4; k++) {
+        dl[k] = reg[(size_t)(a * 4 + k) * hw + pos];
+        stds[k] = (float)m->cfg.bbox_head.target_stds.v[k];
+    }
+    kd_delta_decode(an, dl, stds, b);
+}
+
+/* One level's kept pairs of image `image` (score > thr, top nms_pre, decoded and clipped,
+ * times the centerness score factor when the head has one); returns their count. */
+static int level_candidates(const kd_model *m, const kd_level_geom *g, int l, int image, int img_h, int img_w,
+                            cand **out)
 {
     const kd_backend *be = m->be;
-    int K = m->head.K, R1 = m->head.R + 1, RC = 4 * R1;
+    const kd_head *h = &m->head;
+    int K = h->K, A = h->A;
+    size_t hw = (size_t)g->h[l] * g->w[l];
+    float *cls = kd_xmalloc(h->cls_c * hw * sizeof(float)), *reg = kd_xmalloc(h->reg_c * hw * sizeof(float));
+    float *ctr = h->ctr_tower >= 0 ? kd_xmalloc(A * hw * sizeof(float)) : NULL;
+    be->copy_to_host(be, cls, m->cls[l] + (size_t)image * h->cls_c * hw, h->cls_c * hw * sizeof(float));
+    be->copy_to_host(be, reg, m->reg[l] + (size_t)image * h->reg_c * hw, h->reg_c * hw * sizeof(float));
+    if (ctr) be->copy_to_host(be, ctr, m->ctr[l] + (size_t)image * A * hw, A * hw * sizeof(float));
+    cand *cs = kd_xmalloc((h->cls_c * hw + 1) * sizeof *cs);
+    int nc = 0, nms_pre = (int)m->cfg.test_cfg.nms_pre;
+    float thr = (float)m->cfg.test_cfg.score_thr;
+    for (size_t pos = 0; pos < hw; pos++)
+        for (int a = 0; a < A; a++)
+            for (int k = 0; k < K; k++) {
+                float sc = kd_sigmoid(cls[(size_t)(a * K + k) * hw + pos]);
+                int p = (int)(pos * A + a);
+                if (sc > thr) cs[nc++] = (cand){sc, p * K + k, k, {0, 0, 0, 0}};
+            }
+    qsort(cs, (size_t)nc, sizeof *cs, cmp_score_desc);
+    if (nc > nms_pre) nc = nms_pre;
+    for (int i = 0; i < nc; i++) {
+        int p = cs[i].idx / K;
+        float b[4];
+        decode_prior(m, g, l, reg, hw, p, b);
+        b[0] = fminf(fmaxf(b[0], 0), (float)img_w);
+        b[2] = fminf(fmaxf(b[2], 0), (float)img_w);
+        b[1] = fminf(fmaxf(b[1], 0), (float)img_h);
+        b[3] = fminf(fmaxf(b[3], 0), (float)img_h);
+        memcpy(cs[i].box, b, sizeof b);
+        if (ctr) cs[i].score *= kd_sigmoid(ctr[(size_t)(p % A) * hw + p / A]);
+    }
+    free(cls);
+    free(reg);
+    free(ctr);
+    *out = cs;
+    return nc;
+}
+
+int kd_det_predict(const kd_model *m, int image, int img_h, int img_w, double scale_h, double scale_w,
+                   kd_det *dets)
+{
     const kd_model_cfg *c = &m->cfg;
-    int nms_pre = (int)c->test_cfg.nms_pre;
-    float thr = (float)c->test_cfg.score_thr;
+    kd_level_geom g;
+    kd_level_geom_of(m, &g);
     cand *all = NULL;
     size_t n_all = 0;
-    for (int l = 0; l < m->fpn.num_outs; l++) {
-        kd_shape s = m->lvl_s[l];
-        size_t hw = (size_t)s.h * s.w;
-        float *cls = kd_xmalloc(K * hw * sizeof(float)), *reg = kd_xmalloc(RC * hw * sizeof(float));
-        be->copy_to_host(be, cls, m->cls[l] + (size_t)image * K * hw, K * hw * sizeof(float));
-        be->copy_to_host(be, reg, m->reg[l] + (size_t)image * RC * hw, RC * hw * sizeof(float));
-        cand *cs = kd_xmalloc((K * hw + 1) * sizeof *cs);
-        int nc = 0;
-        for (size_t p = 0; p < hw; p++)
-            for (int k = 0; k < K; k++) {
-                float sc = kd_sigmoid(cls[(size_t)k * hw + p]);
-                if (sc > thr) cs[nc++] = (cand){sc, (int)(p * K + k), k, {0, 0, 0, 0}};
-            }
-        qsort(cs, (size_t)nc, sizeof *cs, cmp_score_desc);
-        if (nc > nms_pre) nc = nms_pre;
-        float st = (float)m->head.strides[l];
-        for (int i = 0; i < nc; i++) {
-            int p = cs[i].idx / K;
-            float px = (float)(p % s.w) * st, py = (float)(p / s.w) * st, d[4], z[72];
-            for (int side = 0; side < 4; side++) {
-                for (int j = 0; j < R1; j++) z[j] = reg[(size_t)(side * R1 + j) * hw + p];
-                kd_softmax_row(z, z, R1);
-                float e = 0;
-                for (int j = 0; j < R1; j++) e += z[j] * (float)j;
-                d[side] = e * st;
-            }
-            float b[4] = {px - d[0], py - d[1], px + d[2], py + d[3]};
-            b[0] = fminf(fmaxf(b[0], 0), (float)img_w);
-            b[2] = fminf(fmaxf(b[2], 0), (float)img_w);
-            b[1] = fminf(fmaxf(b[1], 0), (float)img_h);
-            b[3] = fminf(fmaxf(b[3], 0), (float)img_h);
-            memcpy(cs[i].box, b, sizeof b);
-        }
+    for (int l = 0; l < g.L; l++) {
+        cand *cs;
+        int nc = level_candidates(m, &g, l, image, img_h, img_w, &cs);
         all = kd_xrealloc(all, (n_all + (size_t)nc + 1) * sizeof *all);
         memcpy(all + n_all, cs, (size_t)nc * sizeof *cs);
         n_all += (size_t)nc;
         free(cs);
-        free(cls);
-        free(reg);
     }
     size_t n = 0;
     float msz = (float)c->test_cfg.min_bbox_size;

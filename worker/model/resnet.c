@@ -1,5 +1,5 @@
 /* resnet.c — MMDetection's ResNet (crosskd.md §3.1): depth 18/34 (BasicBlock) and 50/101
- * (Bottleneck), style 'pytorch' (stride on the 3x3 conv), stem conv7x7/2 + BN + ReLU +
+ * (Bottleneck), style 'pytorch' (stride on the 3x3 conv) or 'caffe' (on the first 1x1), stem conv7x7/2 + BN + ReLU +
  * max-pool 3x3/2 pad 1, stage widths base * 2^i (x4 for Bottleneck), BatchNorm always in
  * inference mode (running statistics, eps 1e-5) with a trainable affine, frozen_stages.
  *
@@ -63,8 +63,7 @@ kd_status kd_resnet_build(kd_resnet *r, kd_params *P, const kd_model_cfg *cfg, k
     case 101: nb = b101; break;
     default: return kd_errf(err, KD_EINVAL, "model.backbone.depth: %d is not 18, 34, 50 or 101", r->depth);
     }
-    if (cfg->backbone.style != 0)
-        return kd_errf(err, KD_EUNSUPPORTED, "model.backbone.style: only 'pytorch' is implemented");
+    int caffe = cfg->backbone.style != 0; /* stride on the bottleneck's 1x1 conv1, not its 3x3 */
     if (!cfg->backbone.norm_eval)
         return kd_errf(err, KD_EUNSUPPORTED,
                        "model.backbone.norm_eval: false (training-mode BatchNorm) is not implemented");
@@ -90,7 +89,7 @@ kd_status kd_resnet_build(kd_resnet *r, kd_params *P, const kd_model_cfg *cfg, k
                 int last = k == b->nconv - 1;
                 int cin = k == 0 ? inpl : planes, cout = last ? planes * exp : planes;
                 int ks = r->bottleneck ? (k == 1 ? 3 : 1) : 3;
-                int st = (r->bottleneck ? k == 1 : k == 0) ? stride : 1;
+                int st = (r->bottleneck ? k == (caffe ? 0 : 1) : k == 0) ? stride : 1;
                 convbn_add(P, &b->c[k], cn, bn, cin, cout, ks, st, !last, trainable);
             }
             if (stride != 1 || inpl != planes * exp) {

@@ -29,7 +29,7 @@ static size_t infer_batch(kd_trainer *t, const kd_batch *b, kd_coco_det **dets, 
     size_t added = 0;
     for (int i = 0; !st && i < b->n; i++) {
         const kd_batch_image *mi = &b->meta[i];
-        int k = kd_gfl_predict(t->student, i, mi->img_h, mi->img_w, mi->scale_h, mi->scale_w, tmp);
+        int k = kd_det_predict(t->student, i, mi->img_h, mi->img_w, mi->scale_h, mi->scale_w, tmp);
         if (*n + (size_t)k > *cap) {
             *cap = (*n + (size_t)k) * 2;
             *dets = kd_xrealloc(*dets, *cap * sizeof **dets);

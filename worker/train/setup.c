@@ -223,7 +223,7 @@ kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
         KD_INFO("distillation: a trainable 1x1 adapter of %zu parameters (optimised and checkpointed with the student)",
                 t->adapter->train_elems);
     }
-    t->loss = kd_gfl_loss_create(t->student);
+    t->loss = kd_det_loss_create(t->student);
     t->gts = kd_xcalloc((size_t)o.max_n, sizeof *t->gts);
     kd_grad_sync_init(&t->sync, t->comm, P->grad, P->train_elems, bucket_bytes);
     if (c->grad_sync_overlap) {
@@ -240,7 +240,7 @@ kd_status kd_train_setup_model(kd_trainer *t, kd_err *err)
 void kd_train_teardown(kd_trainer *t)
 {
     if (t->loader) kd_loader_destroy(t->loader);
-    if (t->loss) kd_gfl_loss_destroy(t->loss);
+    if (t->loss) kd_det_loss_destroy(t->loss);
     kd_distiller_destroy(t->distill);
     kd_grad_sync_free(&t->sync);
     kd_grad_sync_free(&t->adapter_sync);

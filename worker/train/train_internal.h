@@ -35,7 +35,7 @@ typedef struct kd_trainer {
 
     /* model and optimisation */
     kd_model *student;
-    kd_gfl_loss *loss;
+    kd_det_loss *loss;
     kd_distiller *distill;        /* NULL unless model.kd_cfg.method != none */
     kd_params *adapter;           /* the distiller's trainable parameters, or NULL */
     kd_grad_sync adapter_sync;

@@ -138,18 +138,23 @@ static void publish(kd_trainer *t, int state, double step_seconds, const double 
 /* Logged terms: the detection losses, then (with a distiller) the KD terms its method has,
  * under MMDetection's names, and the paper's Fig. 3 target-conflict ratio when asked for.
  * train_step fills all of them; the total "loss" is the sum of the loss_* terms. */
-enum { T_LOSS, T_CLS, T_BBOX, T_DFL, T_CLS_KD, T_REG_KD, T_FEAT_KD, T_CONFLICT, N_TERMS_MAX };
-static const char *const k_terms[N_TERMS_MAX] = {"loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_cls_kd",
-                                                 "loss_reg_kd", "loss_feat_kd", "conflict_ratio"};
+/* losses_center_kd: CrossKD-ATSS's own log name (crosskd.md §6.2). */
+enum { T_LOSS, T_CLS, T_BBOX, T_DFL, T_CTR, T_CLS_KD, T_REG_KD, T_FEAT_KD, T_CTR_KD, T_CONFLICT, N_TERMS_MAX };
+static const char *const k_terms[N_TERMS_MAX] = {"loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_centerness",
+                                                 "loss_cls_kd", "loss_reg_kd", "loss_feat_kd", "losses_center_kd",
+                                                 "conflict_ratio"};
 
 /* Which terms this run logs (the same every step). */
 static int term_shown(const kd_trainer *t, int i)
 {
     const kd_model_cfg *m = &t->cfg->model;
     int method = m->kd_cfg.method;
+    if (i == T_DFL) return m->bbox_head.type == KD_DET_GFL;
+    if (i == T_CTR) return t->student->head.ctr_tower >= 0;
     if (i < T_CLS_KD) return 1;
     if (!t->distill) return 0;
     if (i == T_CLS_KD || i == T_REG_KD) return method != KD_KD_PKD;
+    if (i == T_CTR_KD) return kd_distiller_has_center_kd(t->distill);
     if (i == T_FEAT_KD) return method == KD_KD_PKD || method == KD_KD_RM_PFI || m->kd_cfg.loss_feat_kd_weight > 0;
     return m->kd_cfg.log_conflict_ratio;
 }
@@ -205,7 +210,7 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
 {
     kd_model *m = t->student;
     kd_params *P = &m->params;
-    kd_gfl_loss_stats local = {0, 0};
+    kd_det_loss_stats local = {0, 0};
     kd_model_zero_grad(m);
     if (b->n > 0) {
         size_t bytes = (size_t)b->n * 3 * b->H * b->W * sizeof(float);
@@ -217,20 +222,20 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
             t->gts[i] = (kd_image_gt){(int)mi->n_gt, b->gt_boxes + 4 * (size_t)mi->gt_begin,
                                       b->gt_labels + mi->gt_begin, mi->img_h, mi->img_w};
         }
-        if (kd_gfl_loss_prepare(t->loss, m, t->gts, &local, err)) return err->code;
+        if (kd_det_loss_prepare(t->loss, m, t->gts, &local, err)) return err->code;
         if (t->distill) kd_distiller_forward(t->distill, m, t->gts);
     }
     double sums[2] = {local.num_pos, local.weight_sum};
     kd_dist_allreduce_sum(t->d, sums, 2);
-    kd_gfl_loss_stats total = {sums[0], sums[1]};
+    kd_det_loss_stats total = {sums[0], sums[1]};
     double Pn, W;
-    kd_gfl_loss_normalisers(&total, t->d->size, &Pn, &W);
-    kd_gfl_losses L;
+    kd_det_loss_normalisers(&total, t->d->size, &Pn, &W);
+    kd_det_losses L;
     memset(&L, 0, sizeof L);
     kd_distill_terms kd = {0};
     if (b->n > 0) {
         const float grad_scale = t->scaling ? t->scaler.scale : 1.0f;
-        kd_gfl_loss_compute(t->loss, m, Pn, W, grad_scale, &L);
+        kd_det_loss_compute(t->loss, m, Pn, W, grad_scale, &L);
         if (t->distill) {
             kd_distiller_set_grad_scale(t->distill, grad_scale);
             kd_distiller_compute(t->distill, m, t->loss, Pn, &kd);
@@ -252,8 +257,8 @@ static kd_status train_step(kd_trainer *t, const kd_batch *b, double lr, double 
     }
     /* Logged values are the mean over ranks, as MMDetection logs them; the conflict ratio is
      * the ratio of the sums over ranks. */
-    double v[N_TERMS_MAX + 2] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, kd.loss_cls_kd, kd.loss_reg_kd,
-                                 kd.loss_feat_kd, kd.conflicts, kd.positives,
+    double v[N_TERMS_MAX + 2] = {0, L.loss_cls, L.loss_bbox, L.loss_dfl, L.loss_centerness, kd.loss_cls_kd, kd.loss_reg_kd,
+                                 kd.loss_feat_kd, kd.loss_center_kd, kd.conflicts, kd.positives,
                                  t->sync.wait_seconds + t->adapter_sync.wait_seconds};
     for (int i = T_CLS; i < T_CONFLICT; i++) v[T_LOSS] += v[i];
     kd_dist_allreduce_sum(t->d, v, N_TERMS_MAX + 2);

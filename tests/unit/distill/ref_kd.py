@@ -244,3 +244,101 @@ def conflict_counts(cfg, tcls, labels, masks, thr):
         conflicts += int(conf.sum())
         positives += int(((lab >= 0) & (m > 0)).sum())
     return conflicts, positives
+
+
+# ---------------------------------------------------------------- ATSS (crosskd.md §6.2)
+def cross_head_atss(tp, tcfg, sheld, theld, idx):
+    """[(Xc, Xr, Xctr)] per level: the cross-head of an ATSS teacher, whose reg tower also
+    gives the centerness logits."""
+    out = []
+    for l, (sh, th) in enumerate(zip(sheld, theld)):
+        trip, ctr = [], []
+        for ti, t in enumerate(('cls', 'reg')):
+            a = align(sh[ti], th[ti])
+            if idx != 0:
+                a = torch.relu(a)
+            trip.append(R.tower(tp, tcfg, t, a, l, first=idx, ctr=ctr))
+        out.append((trip[0], trip[1], ctr[0]))
+    return out
+
+
+def atss_kd_losses(cfg, X, T, masks, labels, P, w_cls=1.0, beta=1.0, w_reg=1.0, w_ctr=1.0):
+    """X, T: [(cls, deltas, centerness)] per level. KD-QFL over valid anchors / (P + eps);
+    r_a (1 - GIoU) between the boxes decoded from X's and T's deltas at the anchors, r_a =
+    sigmoid(max_c Tc) on valid anchors, / (P + eps); BCE(Xctr, sigmoid(Tctr)) on the GT
+    positives / (P + eps)."""
+    import ref_atss as RA
+    sizes = [(x[0].shape[2], x[0].shape[3]) for x in X]
+    anchors, _ = R.anchors_and_valid(cfg, sizes, (1 << 30, 1 << 30))
+    cls_kd = reg_kd = ctr_kd = 0
+    o = 0
+    for l, ((xc, xr, xt), (tc, tr, tt), m) in enumerate(zip(X, T, masks)):
+        N, _, H, W = xr.shape
+        n = H * W
+        anc = anchors[o:o + n].repeat(N, 1)
+        pos = torch.cat([lab[o:o + n] for lab in labels]) >= 0
+        o += n
+        cls_kd = cls_kd + (kd_qfl(xc, tc, beta).sum(1) * m).sum()
+        r = (torch.sigmoid(tc.max(1)[0]) * m).reshape(-1)
+        bs = RA.delta_decode(anc, xr.permute(0, 2, 3, 1).reshape(-1, 4), cfg['stds'])
+        bt = RA.delta_decode(anc, tr.permute(0, 2, 3, 1).reshape(-1, 4), cfg['stds'])
+        keep = r > 0
+        giou = R.aligned_overlaps(bs[keep], bt[keep], 'giou')
+        reg_kd = reg_kd + (r[keep] * (1 - giou)).sum()
+        xs, ts = xt.permute(0, 2, 3, 1).reshape(-1), tt.permute(0, 2, 3, 1).reshape(-1)
+        ctr_kd = ctr_kd + F.binary_cross_entropy_with_logits(xs[pos], ts[pos].sigmoid(), reduction='sum')
+    return (w_cls * cls_kd / (P + EPS32), w_reg * reg_kd / (P + EPS32), w_ctr * ctr_kd / (P + EPS32))
+
+
+# ---------------------------------------------------------------- RetinaNet (crosskd.md §6.1)
+def retina_kd_losses(cfg, X, T, lws, Z, w_cls=1.0, beta=1.0, w_reg=1.0):
+    """X, T: [(cls, deltas)] per level, A anchors per location; lws: per image the label
+    weights of every anchor row (valid and not in MaxIoU's ignore band). KD-QFL weighted by
+    them and r_a (1 - GIoU) of the delta-decoded boxes (stds 1), r_a = sigmoid(max_c Tc_a) *
+    lw_a, both / (Z + eps), Z = sum over images of max(positives, 1)."""
+    import ref_atss as RA
+    import ref_retina as RR
+    K = cfg['num_classes']
+    sizes = [(x[0].shape[2], x[0].shape[3]) for x in X]
+    anchors, _ = RR.anchors_and_valid(cfg, sizes, (1 << 30, 1 << 30))
+    A = R.num_anchors(cfg)
+    cls_kd = reg_kd = 0
+    o = 0
+    for (xc, xr), (tc, tr) in zip(X, T):
+        N, _, H, W = xr.shape
+        n = H * W * A
+        anc = anchors[o:o + n].repeat(N, 1)
+        lw = torch.cat([m[o:o + n] for m in lws]).to(xc.dtype)
+        o += n
+        xcs, tcs = xc.permute(0, 2, 3, 1).reshape(-1, K), tc.permute(0, 2, 3, 1).reshape(-1, K)
+        cls_kd = cls_kd + (kd_qfl(xcs, tcs, beta).sum(1) * lw).sum()
+        r = torch.sigmoid(tcs.max(1)[0]) * lw
+        keep = r > 0
+        bs = RA.delta_decode(anc, xr.permute(0, 2, 3, 1).reshape(-1, 4), cfg['stds'])
+        bt = RA.delta_decode(anc, tr.permute(0, 2, 3, 1).reshape(-1, 4), cfg['stds'])
+        reg_kd = reg_kd + (r[keep] * (1 - R.aligned_overlaps(bs[keep], bt[keep], 'giou'))).sum()
+    return w_cls * cls_kd / (Z + EPS32), w_reg * reg_kd / (Z + EPS32)
+
+
+# ---------------------------------------------------------------- FCOS (crosskd.md §6.3)
+def fcos_kd_losses(cfg, X, T, D, w_cls=0.4, beta=1.0, w_reg=0.75):
+    """X, T: [(cls, log distances)] per level. KD-QFL over every point / (D + eps); r_a *
+    -log(max(IoU, 1e-6)) of the boxes at the points from exp(distances), r_a =
+    sigmoid(max_c Tc_a) on every point, / (D + eps)."""
+    import ref_fcos as RF
+    K = cfg['num_classes']
+    sizes = [(x[0].shape[2], x[0].shape[3]) for x in X]
+    pts, lvl = RF.points(cfg, sizes)
+    cls_kd = reg_kd = 0
+    for l, ((xc, xr), (tc, tr)) in enumerate(zip(X, T)):
+        N = xc.shape[0]
+        pp = pts[lvl == l].repeat(N, 1).to(xr.dtype)
+        xcs, tcs = xc.permute(0, 2, 3, 1).reshape(-1, K), tc.permute(0, 2, 3, 1).reshape(-1, K)
+        cls_kd = cls_kd + kd_qfl(xcs, tcs, beta).sum()
+        r = torch.sigmoid(tcs.max(1)[0])
+        ds, dt = xr.permute(0, 2, 3, 1).reshape(-1, 4).exp(), tr.permute(0, 2, 3, 1).reshape(-1, 4).exp()
+        bs = torch.cat([pp - ds[:, :2], pp + ds[:, 2:]], 1)
+        bt = torch.cat([pp - dt[:, :2], pp + dt[:, 2:]], 1)
+        iou = R.aligned_overlaps(bs, bt).clamp(min=1e-6)
+        reg_kd = reg_kd + (r * -iou.log()).sum()
+    return w_cls * cls_kd / (D + EPS32), w_reg * reg_kd / (D + EPS32)

@@ -4,11 +4,20 @@
  * images of different sizes.
  *
  *   test_distill_fixture INSPECT FIXTURE_DIR VARIANT
- *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi
+ *     VARIANT = i0 | i1 | i3 | i4 | pm | pkd | i3pkd | bckd | ld | rm_pfi | atss_i3 | atss_pm |
+ *               retina_i3 | retina_pm | x_atss | x_retina | fcos_i2 | fcos_pm
  * iN: CrossKD with reused_teacher_head_idx N; pm: prediction mimicking (the same KD losses
  * on the student's own outputs); pkd: PKD alone (weight 2); i3pkd: CrossKD + PKD (weight 6); bckd: BCKD
  * (binary cls KD weight 1, GIoU localisation KD weight 4); ld: LD (main + VLR LD weight 0.25
- * T 10, main KD weight 10 T 2); rm_pfi: Rank Mimicking (weight 4) + PFI (weight 1.5).
+ * T 10, main KD weight 10 T 2); rm_pfi: Rank Mimicking (weight 4) + PFI (weight 1.5);
+ * atss_i3 / atss_pm: CrossKD (i 3) / prediction mimicking between tiny ATSSs (kd_atss_*:
+ * KD-QFL, GIoU box KD weight 1 and centerness KD weight 1, all / P), also checking
+ * loss.loss_center_kd and the cross-head centerness; retina_i3 / retina_pm: the same between
+ * tiny RetinaNets (kd_retina_*: 9 anchors, KD-QFL on label-weighted anchors, GIoU box KD
+ * weight 1, both / the student's local avg_factor); x_atss / x_retina: CrossKD (i 3) of the
+ * GFL student through the ATSS / RetinaNet teacher (paper Table 7: the teacher's own head,
+ * its type's KD losses, / P); fcos_i2 / fcos_pm: CrossKD (i 2) / prediction mimicking between
+ * tiny FCOSs (KD-QFL 0.4 and -log IoU box KD 0.75 on every point, / the centerness sum).
  * Checked, each as its own sub-test:
  *   cross   cross-head predictions, levels 1..4 (level 0 only through the losses and
  *           gradients, to keep the fixtures small): |c - r| <= 1e-4 |r| + 1e-4 max|r|
@@ -40,6 +49,9 @@
 static const char *inspect, *dir, *variant;
 static kd_tfile ref, got, cpu;
 static const kd_tfile *base; /* what `got` is held to: &ref, or &cpu in the CUDA comparison */
+static int atss;
+/* file-name prefixes of the variant's student config, student weights and teacher weights */
+static char cfg_pre[64], stu_pre[64], tea_pre[64];
 
 /* Compares every reference tensor whose name starts with prefix (ends with '$': exactly). */
 static void compare(const char *prefix, double rtol, double atol_rel)
@@ -77,7 +89,7 @@ static void compare(const char *prefix, double rtol, double atol_rel)
 
 static void cross(void)
 {
-    if (variant[0] != 'i' || strstr(variant, "pkd")) return; /* cross-head outputs: iN only */
+    if ((variant[0] != 'i' && variant[0] != 'x' && !strstr(variant, "_i")) || strstr(variant, "pkd")) return;
     compare("cross.", 1e-4, 1e-4);
 }
 
@@ -86,6 +98,7 @@ static void losses(void)
     compare("loss.loss_cls_kd$", 1e-4, 0);
     compare("loss.loss_reg_kd$", 1e-4, 0);
     compare("loss.loss_feat_kd$", 1e-4, 0);
+    if (atss) compare("loss.loss_center_kd$", 1e-4, 0);
     compare("loss.loss$", 1e-4, 0);
 }
 
@@ -97,10 +110,10 @@ static int run_inspector(const char *set, const char *device, kd_tfile *into)
     char out[256], cmd[4096];
     snprintf(out, sizeof out, "distill_fixture_%s_%s_%d.safetensors", variant, device, (int)getpid());
     snprintf(cmd, sizeof cmd,
-             "'%s' --config '%s/kd_student.yaml' --student '%s/kd_student.weights.safetensors' "
-             "--teacher '%s/kd_teacher.weights.safetensors' --batch '%s/kd.batch.safetensors' --out '%s' --kd %s "
+             "'%s' --config '%s/%sstudent.yaml' --student '%s/%sstudent.weights.safetensors' "
+             "--teacher '%s/%steacher.weights.safetensors' --batch '%s/kd.batch.safetensors' --out '%s' --kd %s "
              "--set device=%s",
-             inspect, dir, dir, dir, dir, out, set, device);
+             inspect, dir, cfg_pre, dir, stu_pre, dir, tea_pre, dir, out, set, device);
     int rc = system(cmd);
     KD_EXPECT_MSG(rc == 0, "inspector failed: %s", cmd);
     kd_err err = {0};
@@ -120,7 +133,8 @@ static void run_checks(void)
 int main(int argc, char **argv)
 {
     if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "cuda"))) {
-        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi [cuda]\n", argv[0]);
+        fprintf(stderr, "usage: %s INSPECT FIXTURE_DIR i0|i1|i3|i4|pm|pkd|i3pkd|bckd|ld|rm_pfi|atss_i3|atss_pm|"
+                        "retina_i3|retina_pm|x_atss|x_retina|fcos_i2|fcos_pm [cuda]\n", argv[0]);
         return 2;
     }
     inspect = argv[1], dir = argv[2], variant = argv[3];
@@ -129,7 +143,16 @@ int main(int argc, char **argv)
     if (on_gpu && getenv("CROSSKD_CUDA_TEST_AGAINST_CPU")) gpu = "cpu";
     else if (on_gpu && kd_test_skip_without_gpu()) return 77;
     char set[256];
-    if (!strcmp(variant, "pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
+    atss = !strncmp(variant, "atss_", 5) || !strcmp(variant, "x_atss");
+    int cross_type = variant[0] == 'x';
+    int retina = !strncmp(variant, "retina_", 7), fcos = !strncmp(variant, "fcos_", 5);
+    const char *pre = atss ? "kd_atss_" : retina ? "kd_retina_" : fcos ? "kd_fcos_" : "kd_";
+    /* the cross-type variants have their own student config, kd_x_<teacher>_student.yaml */
+    snprintf(cfg_pre, sizeof cfg_pre, cross_type ? "kd_%s_" : "%s", cross_type ? variant : pre);
+    snprintf(stu_pre, sizeof stu_pre, "%s", cross_type ? "kd_" : pre);
+    snprintf(tea_pre, sizeof tea_pre, "%s", cross_type ? (atss ? "kd_atss_" : "kd_retina_") : pre);
+    const char *v_ = strchr(variant, '_');
+    if (!strcmp(v_ ? v_ + 1 : variant, "pm")) snprintf(set, sizeof set, "--set model.kd_cfg.method=pred_mimic");
     else if (!strcmp(variant, "pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=pkd --set model.kd_cfg.loss_feat_kd.loss_weight=2");
     else if (!strcmp(variant, "bckd")) snprintf(set, sizeof set, "--set model.kd_cfg.method=bckd");
@@ -139,9 +162,10 @@ int main(int argc, char **argv)
     else if (!strcmp(variant, "ld"))
         snprintf(set, sizeof set, "--set model.kd_cfg.method=ld --set model.kd_cfg.loss_cls_kd.loss_weight=10 "
                                   "--set model.kd_cfg.loss_reg_kd.loss_weight=0.25 --set model.kd_cfg.loss_reg_kd.T=10");
+    else if (cross_type) snprintf(set, sizeof set, " ");
     else if (!strcmp(variant, "i3pkd"))
         snprintf(set, sizeof set, "--set model.kd_cfg.loss_feat_kd.loss_weight=6");
-    else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", variant + 1);
+    else snprintf(set, sizeof set, "--set model.kd_cfg.reused_teacher_head_idx=%s", strrchr(variant, 'i') + 1);
     kd_err err = {0};
     char rp[1024];
     snprintf(rp, sizeof rp, "%s/kd_%s.expected.safetensors", dir, variant);

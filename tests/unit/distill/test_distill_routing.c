@@ -77,18 +77,18 @@ static void step_init(kd_config *c, run *r, int det_off, int init)
     KD_REQUIRE(kd_distiller_create(be, c, p, tw, r->st, &r->d, &err) == KD_OK);
     KD_REQUIRE(kd_distiller_teacher_forward(r->d, dimg, N, H, W, &err) == KD_OK);
     KD_REQUIRE(kd_model_forward(r->st, dimg, N, H, W, &err) == KD_OK);
-    kd_gfl_loss *ls = kd_gfl_loss_create(r->st);
-    kd_gfl_loss_stats s;
-    KD_REQUIRE(kd_gfl_loss_prepare(ls, r->st, gts, &s, &err) == KD_OK);
+    kd_det_loss *ls = kd_det_loss_create(r->st);
+    kd_det_loss_stats s;
+    KD_REQUIRE(kd_det_loss_prepare(ls, r->st, gts, &s, &err) == KD_OK);
     kd_distiller_forward(r->d, r->st, gts);
     double P, Wn;
-    kd_gfl_loss_normalisers(&s, 1, &P, &Wn);
-    kd_gfl_losses lo;
-    kd_gfl_loss_compute(ls, r->st, P, Wn, 1.0, &lo);
+    kd_det_loss_normalisers(&s, 1, &P, &Wn);
+    kd_det_losses lo;
+    kd_det_loss_compute(ls, r->st, P, Wn, 1.0, &lo);
     kd_distiller_compute(r->d, r->st, ls, P, &r->terms);
     kd_model_zero_grad(r->st);
     kd_distiller_backward(r->d, r->st);
-    kd_gfl_loss_destroy(ls);
+    kd_det_loss_destroy(ls);
     const kd_params *Pm = &r->st->params;
     r->grad_h = malloc(Pm->train_elems * sizeof(float));
     be->copy_to_host(be, r->grad_h, Pm->grad, Pm->train_elems * sizeof(float));
@@ -206,20 +206,20 @@ static double kd_loss_again(run *r)
 {
     kd_err err;
     if (kd_model_forward(r->st, dimg, N, H, W, &err)) return NAN;
-    kd_gfl_loss *ls = kd_gfl_loss_create(r->st);
-    kd_gfl_loss_stats s;
-    if (kd_gfl_loss_prepare(ls, r->st, gts, &s, &err)) {
-        kd_gfl_loss_destroy(ls);
+    kd_det_loss *ls = kd_det_loss_create(r->st);
+    kd_det_loss_stats s;
+    if (kd_det_loss_prepare(ls, r->st, gts, &s, &err)) {
+        kd_det_loss_destroy(ls);
         return NAN;
     }
     kd_distiller_forward(r->d, r->st, gts);
     double P, Wn;
-    kd_gfl_loss_normalisers(&s, 1, &P, &Wn);
+    kd_det_loss_normalisers(&s, 1, &P, &Wn);
     kd_distill_terms t;
-    kd_gfl_losses lo;
-    kd_gfl_loss_compute(ls, r->st, P, Wn, 1.0, &lo);
+    kd_det_losses lo;
+    kd_det_loss_compute(ls, r->st, P, Wn, 1.0, &lo);
     kd_distiller_compute(r->d, r->st, ls, P, &t);
-    kd_gfl_loss_destroy(ls);
+    kd_det_loss_destroy(ls);
     return t.loss_cls_kd + t.loss_reg_kd;
 }
 
@@ -320,6 +320,14 @@ static void errors(void)
     expect_create_error(NULL, 0, NULL, "teacher_ckpt");
     const char *wide[] = {"model.bbox_head.feat_channels=16"};
     expect_create_error(wide, 1, tw, "feat_channels");
+    /* a teacher of another head type: crosskd only (its cross-head runs the teacher's head) */
+    char aw[1024];
+    snprintf(aw, sizeof aw, "%s/kd_atss_teacher.weights.safetensors", dir);
+    const char *xt[] = {"model.kd_cfg.method=pred_mimic", "teacher_config=kd_atss_teacher.yaml"};
+    expect_create_error(xt, 2, aw, "bbox_head.type");
+    /* ATSS and RetinaNet students: crosskd and pred_mimic only */
+    const char *ld[] = {"model.type=ATSS", "model.bbox_head.type=ATSSHead", "model.kd_cfg.method=ld"};
+    expect_create_error(ld, 3, tw, "only crosskd and pred_mimic");
 }
 
 int main(int argc, char **argv)

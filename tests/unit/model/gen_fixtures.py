@@ -19,6 +19,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ref_gfl as R  # noqa: E402
+import ref_atss as RA  # noqa: E402
+import ref_retina as RR  # noqa: E402
+import ref_fcos as RF  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures', 'model')
@@ -33,22 +36,40 @@ def base_cfg(**kw):
              num_classes=3, stacked=2, feat=8, gn_groups=4, reg_max=16,
              strides=[8, 16, 32, 64, 128], octave=8, topk=9, pad_div=32,
              beta=2.0, w_cls=1.0, w_bbox=2.0, w_dfl=0.25,
-             score_thr=0.05, nms_pre=1000, nms_iou=0.6, max_per_img=100, min_bbox_size=0)
+             score_thr=0.05, nms_pre=1000, nms_iou=0.6, max_per_img=100, min_bbox_size=0,
+             head='gfl', gamma=2.0, alpha=0.25, stds=[0.1, 0.1, 0.2, 0.2], w_ctr=1.0)
     c.update(kw)
     return c
 
 
 def yaml_of(c, teacher=None, idx=None):
-    s = ('# tiny GFL for the model tests (written by tests/unit/model/gen_fixtures.py)\n'
-         'threads: 2\nmodel:\n'
-         '  backbone: {depth: %d, base_channels: %d, frozen_stages: %d}\n'
+    name = {'gfl': ('GFL', 'GFLHead'), 'atss': ('ATSS', 'ATSSHead'), 'retina': ('RetinaNet', 'RetinaHead'),
+            'fcos': ('FCOS', 'FCOSHead')}[c['head']]
+    s = ('# tiny %s for the model tests (written by tests/unit/model/gen_fixtures.py)\n'
+         'threads: 2\nmodel:\n' % name[0])
+    if c['head'] != 'gfl':
+        s += '  type: %s\n' % name[0]
+    s += ('  backbone: {depth: %d, base_channels: %d, frozen_stages: %d}\n'
          '  neck: {out_channels: %d, start_level: %d, num_outs: %d, add_extra_convs: on_output}\n'
-         '  bbox_head:\n    num_classes: %d\n    stacked_convs: %d\n    feat_channels: %d\n'
+         '  bbox_head:\n%s    num_classes: %d\n    stacked_convs: %d\n    feat_channels: %d\n'
          '    reg_max: %d\n    norm_cfg: {num_groups: %d}\n'
          '    anchor_generator: {octave_base_scale: %d, strides: %s}\n'
          % (c['depth'], c['base'], c['frozen_stages'], c['fpn_out'], c['start_level'],
-            c['num_outs'], c['num_classes'], c['stacked'], c['feat'], c['reg_max'],
+            c['num_outs'], '    type: %s\n' % name[1] if c['head'] != 'gfl' else '', c['num_classes'], c['stacked'], c['feat'], c['reg_max'],
             c['gn_groups'], c['octave'], c['strides']))
+    if c['head'] == 'retina':
+        s = s.replace('anchor_generator: {', 'anchor_generator: {ratios: %s, scales_per_octave: %d, '
+                      % (c['ratios'], c['scales_per_octave']))
+        s += ('    bbox_coder: {target_stds: %s}\n    loss_bbox: {loss_weight: %s}\n'
+              '  test_cfg: {nms: {iou_threshold: %s}}\n'
+              % (c['stds'], c['w_bbox'], c['nms_iou']))
+    if c.get('style') == 'caffe':
+        s = s.replace('frozen_stages: %d}' % c['frozen_stages'], 'frozen_stages: %d, style: caffe}' % c['frozen_stages'])
+    if c.get('relu_extra'):
+        s = s.replace('add_extra_convs: on_output}', 'add_extra_convs: on_output, relu_before_extra_convs: true}')
+    if c['head'] == 'fcos':
+        s += ('    regress_ranges: %s\n    loss_bbox: {loss_weight: %s}\n  test_cfg: {nms: {iou_threshold: %s}}\n'
+              % (c['regress_ranges'], c['w_bbox'], c['nms_iou']))
     if idx is not None:
         s += '  kd_cfg: {method: crosskd, reused_teacher_head_idx: %d}\n' % idx
     if teacher:
@@ -81,10 +102,12 @@ def random_weights(cfg, seed):
         elif len(shape) == 4:
             fan_in = shape[1] * shape[2] * shape[3]
             std = (2.0 / fan_in) ** 0.5
-            if k.startswith('bbox_head.gfl_reg'):
+            if k.startswith(('bbox_head.gfl_reg', 'bbox_head.atss_reg', 'bbox_head.retina_reg', 'bbox_head.conv_reg')):
                 std *= 0.5
+            if cfg['head'] == 'retina' and k.startswith('bbox_head.'):
+                std *= cfg.get('head_std', 0.25)  # no GN in this head: keep its outputs unsaturated
             v = std * rn(*shape)
-        elif k.endswith('gfl_cls.bias'):
+        elif k.endswith(('gfl_cls.bias', 'atss_cls.bias', 'retina_cls.bias', 'conv_cls.bias')):
             v = -2.0 + 0.3 * rn(*shape)
         elif k.endswith('.weight'):  # BN / GN gamma
             v = ru(0.5, 1.5, *shape)
@@ -125,16 +148,28 @@ def run(name, cfg, seed, teacher=None, idx=None):
         t = torch.from_numpy(np.array(v)).double()
         p[k] = t.requires_grad_(shapes[k][1])
     img = torch.from_numpy(batch['img']).double()
-    cls, reg, held = R.forward(p, cfg, img, idx if idx is not None else -1)
+    atss, retina, fcos = cfg['head'] == 'atss', cfg['head'] == 'retina', cfg['head'] == 'fcos'
+    ctr = [] if atss or fcos else None
+    cls, reg, held = R.forward(p, cfg, img, idx if idx is not None else -1, ctr)
     gts = [(torch.from_numpy(batch['gt_bboxes.%d' % i]), torch.from_numpy(batch['gt_labels.%d' % i]))
            for i in range(2)]
-    losses, labels = R.gfl_loss(cfg, cls, reg, [tuple(s) for s in batch['img_shape']], gts)
+    shp = [tuple(s) for s in batch['img_shape']]
+    if fcos:
+        losses, labels = RF.fcos_loss(cfg, cls, reg, ctr, shp, gts)
+    elif atss:
+        losses, labels = RA.atss_loss(cfg, cls, reg, ctr, shp, gts)
+    elif retina:
+        losses, labels = RR.retina_loss(cfg, cls, reg, shp, gts)
+    else:
+        losses, labels = R.gfl_loss(cfg, cls, reg, shp, gts)
     losses['loss'].backward()
     exp = {}
     for l in range(len(cls)):
         exp['student.cls.%d' % l] = cls[l].detach().float().numpy()
         exp['student.reg.%d' % l] = reg[l].detach().float().numpy()
-    for k in ('loss_cls', 'loss_bbox', 'loss_dfl', 'loss'):
+        if atss or fcos:
+            exp['student.ctr.%d' % l] = ctr[l].detach().float().numpy()
+    for k in losses:
         exp['loss.' + k] = np.array(float(losses[k]), np.float32).reshape(())
     for k, t in p.items():
         if t.requires_grad:
@@ -143,8 +178,16 @@ def run(name, cfg, seed, teacher=None, idx=None):
         exp['atss.labels.%d' % i] = lab.numpy().astype(np.int32)
     with torch.no_grad():
         for i, hw in enumerate(batch['img_shape']):
-            b, sc, lb = R.predict(cfg, [c.detach() for c in cls], [r.detach() for r in reg], i,
-                                  tuple(int(v) for v in hw), SCALES[i])
+            hw = tuple(int(v) for v in hw)
+            dc, dr = [c.detach() for c in cls], [r.detach() for r in reg]
+            if fcos:
+                b, sc, lb = RF.predict(cfg, dc, dr, [c.detach() for c in ctr], i, hw, SCALES[i])
+            elif atss:
+                b, sc, lb = RA.predict(cfg, dc, dr, [c.detach() for c in ctr], i, hw, SCALES[i])
+            elif retina:
+                b, sc, lb = RR.predict(cfg, dc, dr, i, hw, SCALES[i])
+            else:
+                b, sc, lb = R.predict(cfg, dc, dr, i, hw, SCALES[i])
             exp['det.boxes.%d' % i] = b.float().numpy().reshape(-1, 4)
             exp['det.scores.%d' % i] = sc.float().numpy()
             exp['det.labels.%d' % i] = lb.numpy().astype(np.int32)
@@ -206,6 +249,26 @@ def main():
     with open(os.path.join(OUT, 'r50.yaml'), 'w') as f:
         f.write(yaml_of(b))
     run('r50', b, 3)
+    # ATSS: the r18 layout with an ATSS head (frozen stem and layer1); GN of 2 groups of 4
+    # channels, so the 1x1 level's GN still passes a gradient (2 values per group would not)
+    c = base_cfg(head='atss', num_classes=3, stacked=2, gn_groups=2)
+    with open(os.path.join(OUT, 'atss.yaml'), 'w') as f:
+        f.write(yaml_of(c))
+    run('atss', c, 5)
+    # RetinaNet: 9 anchors per location, no norm in the head, MaxIoU, focal + L1
+    c = base_cfg(head='retina', num_classes=3, stacked=2, octave=4, ratios=[0.5, 1.0, 2.0], scales_per_octave=3,
+                 stds=[1.0, 1.0, 1.0, 1.0], w_bbox=1.0, nms_iou=0.5)
+    with open(os.path.join(OUT, 'retina.yaml'), 'w') as f:
+        f.write(yaml_of(c))
+    run('retina', c, 6)
+    # FCOS: points, regress ranges (small ones, so that every level gets positives), GN head,
+    # centerness on the cls tower, exp distances, IoU loss
+    # (ResNet-50 layout in caffe style, ReLU before the second extra FPN conv, as FCOS's configs)
+    c = base_cfg(head='fcos', depth=50, base=2, style='caffe', relu_extra=True, num_classes=3, stacked=2,
+                 gn_groups=2, regress_ranges=[16, 32, 64, 128], w_bbox=1.0, nms_iou=0.5)
+    with open(os.path.join(OUT, 'fcos.yaml'), 'w') as f:
+        f.write(yaml_of(c))
+    run('fcos', c, 7)
 
 
 if __name__ == '__main__':

@@ -65,6 +65,13 @@ def resnet_arch(depth):
             50: ('bottleneck', [3, 4, 6, 3]), 101: ('bottleneck', [3, 4, 23, 3])}[depth]
 
 
+PREFIX = {'fcos': 'conv'}  # FCOSHead's conv_cls / conv_reg / conv_centerness
+
+
+def num_anchors(cfg):
+    return len(cfg.get('ratios', [1.0])) * cfg.get('scales_per_octave', 1) if cfg.get('head') == 'retina' else 1
+
+
 def param_shapes(cfg):
     """Ordered {key: (shape, trainable)} of a GFL detector with MMDetection names."""
     out = {}
@@ -108,18 +115,29 @@ def param_shapes(cfg):
         out['neck.fpn_convs.%d.conv.weight' % i] = ((C, C, 3, 3), True)
         out['neck.fpn_convs.%d.conv.bias' % i] = ((C,), True)
     Fc, R1, K = cfg['feat'], cfg['reg_max'] + 1, cfg['num_classes']
+    head = cfg.get('head', 'gfl')
+    A = num_anchors(cfg)
+    pre = PREFIX.get(head, head)
     for t in ('cls', 'reg'):
         for j in range(cfg['stacked']):
             out['bbox_head.%s_convs.%d.conv.weight' % (t, j)] = ((Fc, C if j == 0 else Fc, 3, 3), True)
+            if head == 'retina':  # ConvModule without norm: conv bias
+                out['bbox_head.%s_convs.%d.conv.bias' % (t, j)] = ((Fc,), True)
+                continue
             out['bbox_head.%s_convs.%d.gn.weight' % (t, j)] = ((Fc,), True)
             out['bbox_head.%s_convs.%d.gn.bias' % (t, j)] = ((Fc,), True)
-    out['bbox_head.gfl_cls.weight'] = ((K, Fc, 3, 3), True)
-    out['bbox_head.gfl_cls.bias'] = ((K,), True)
-    out['bbox_head.gfl_reg.weight'] = ((4 * R1, Fc, 3, 3), True)
-    out['bbox_head.gfl_reg.bias'] = ((4 * R1,), True)
-    for l in range(cfg['num_outs']):
+    out['bbox_head.%s_cls.weight' % pre] = ((A * K, Fc, 3, 3), True)
+    out['bbox_head.%s_cls.bias' % pre] = ((A * K,), True)
+    RC = 4 * R1 if head == 'gfl' else 4 * A
+    out['bbox_head.%s_reg.weight' % pre] = ((RC, Fc, 3, 3), True)
+    out['bbox_head.%s_reg.bias' % pre] = ((RC,), True)
+    if head in ('atss', 'fcos'):
+        out['bbox_head.%s_centerness.weight' % pre] = ((1, Fc, 3, 3), True)
+        out['bbox_head.%s_centerness.bias' % pre] = ((1,), True)
+    for l in range(cfg['num_outs'] if head != 'retina' else 0):
         out['bbox_head.scales.%d.scale' % l] = ((), True)
-    out['bbox_head.integral.project'] = ((R1,), False)
+    if head == 'gfl':
+        out['bbox_head.integral.project'] = ((R1,), False)
     return out
 
 
@@ -144,8 +162,9 @@ def resnet(p, cfg, x):
                 y = conv_bn(p, x, pre + '.conv1', pre + '.bn1', stride, 1, True)
                 y = conv_bn(p, y, pre + '.conv2', pre + '.bn2', 1, 1, False)
             else:
-                y = conv_bn(p, x, pre + '.conv1', pre + '.bn1', 1, 0, True)
-                y = conv_bn(p, y, pre + '.conv2', pre + '.bn2', stride, 1, True)
+                caffe = cfg.get('style', 'pytorch') == 'caffe'  # stride on conv1 (1x1)
+                y = conv_bn(p, x, pre + '.conv1', pre + '.bn1', stride if caffe else 1, 0, True)
+                y = conv_bn(p, y, pre + '.conv2', pre + '.bn2', 1 if caffe else stride, 1, True)
                 y = conv_bn(p, y, pre + '.conv3', pre + '.bn3', 1, 0, False)
             if pre + '.downsample.0.weight' in p:
                 idn = conv_bn(p, x, pre + '.downsample.0', pre + '.downsample.1', stride, 0, False)
@@ -165,36 +184,46 @@ def fpn(p, cfg, feats):
     outs = [F.conv2d(lat[i], p['neck.fpn_convs.%d.conv.weight' % i],
                      p['neck.fpn_convs.%d.conv.bias' % i], 1, 1) for i in range(len(lat))]
     for i in range(len(lat), cfg['num_outs']):
-        outs.append(F.conv2d(outs[-1], p['neck.fpn_convs.%d.conv.weight' % i],
+        src = F.relu(outs[-1]) if cfg.get('relu_extra') and i > len(lat) else outs[-1]
+        outs.append(F.conv2d(src, p['neck.fpn_convs.%d.conv.weight' % i],
                              p['neck.fpn_convs.%d.conv.bias' % i], 2, 1))
     return outs
 
 
-def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1):
+def tower(p, cfg, t, x, level, first=0, held=None, hold_idx=-1, ctr=None):
     """Blocks first..S-1 (conv, GN, ReLU) and the prediction conv; held[...] gets the
-    post-ReLU output of block hold_idx (1-based; 0 = the input)."""
+    post-ReLU output of block hold_idx (1-based; 0 = the input); ctr[...] gets the ATSS
+    centerness logits (reg tower; FCOS: cls tower). FCOS's reg is Scale * conv_reg, the log of
+    the distances (the C model's convention; consumers apply exp)."""
+    head = cfg.get('head', 'gfl')
+    pre = PREFIX.get(head, head)
     if hold_idx == 0 and held is not None:
         held.append(x)
     for j in range(first, cfg['stacked']):
-        x = F.conv2d(x, p['bbox_head.%s_convs.%d.conv.weight' % (t, j)], None, 1, 1)
-        x = F.group_norm(x, cfg['gn_groups'], p['bbox_head.%s_convs.%d.gn.weight' % (t, j)],
-                         p['bbox_head.%s_convs.%d.gn.bias' % (t, j)], eps=1e-5)
+        x = F.conv2d(x, p['bbox_head.%s_convs.%d.conv.weight' % (t, j)],
+                     p.get('bbox_head.%s_convs.%d.conv.bias' % (t, j)), 1, 1)
+        if head != 'retina':
+            x = F.group_norm(x, cfg['gn_groups'], p['bbox_head.%s_convs.%d.gn.weight' % (t, j)],
+                             p['bbox_head.%s_convs.%d.gn.bias' % (t, j)], eps=1e-5)
         x = F.relu(x)
         if held is not None and j + 1 == hold_idx:
             held.append(x)
+    if ctr is not None and ((head == 'atss' and t == 'reg') or (head == 'fcos' and t == 'cls')):
+        ctr.append(F.conv2d(x, p['bbox_head.%s_centerness.weight' % pre], p['bbox_head.%s_centerness.bias' % pre], 1, 1))
     if t == 'cls':
-        return F.conv2d(x, p['bbox_head.gfl_cls.weight'], p['bbox_head.gfl_cls.bias'], 1, 1)
-    return F.conv2d(x, p['bbox_head.gfl_reg.weight'], p['bbox_head.gfl_reg.bias'], 1, 1) * \
-        p['bbox_head.scales.%d.scale' % level]
+        return F.conv2d(x, p['bbox_head.%s_cls.weight' % pre], p['bbox_head.%s_cls.bias' % pre], 1, 1)
+    reg = F.conv2d(x, p['bbox_head.%s_reg.weight' % pre], p['bbox_head.%s_reg.bias' % pre], 1, 1)
+    return reg if head == 'retina' else reg * p['bbox_head.scales.%d.scale' % level]
 
 
-def forward(p, cfg, img, hold_idx=-1):
+def forward(p, cfg, img, hold_idx=-1, ctr=None):
+    """Head outputs per level; with a list ctr, the centerness logits are appended to it."""
     feats = fpn(p, cfg, resnet(p, cfg, img))
     cls, reg, held = [], [], []
     for l, x in enumerate(feats):
         hc, hr = [], []
-        cls.append(tower(p, cfg, 'cls', x, l, 0, hc, hold_idx))
-        reg.append(tower(p, cfg, 'reg', x, l, 0, hr, hold_idx))
+        cls.append(tower(p, cfg, 'cls', x, l, 0, hc, hold_idx, ctr))
+        reg.append(tower(p, cfg, 'reg', x, l, 0, hr, hold_idx, ctr))
         held.append((hc[0] if hc else None, hr[0] if hr else None))
     return cls, reg, held
 
@@ -313,16 +342,13 @@ def dfl(pred, target):
     return F.cross_entropy(pred, dl, reduction='none') * wl + F.cross_entropy(pred, dr, reduction='none') * wr
 
 
-def gfl_loss(cfg, cls, reg, img_shapes, gts, world_P=None, world_W=None):
-    """Student GFL losses. gts: list of (boxes float32 (M,4), labels int (M,)).
-    Returns dict of losses, and the assignment labels per image (A,)."""
-    N = cls[0].shape[0]
-    K, R = cfg['num_classes'], cfg['reg_max']
+def targets(cfg, cls, img_shapes, gts):
+    """ATSS targets per image: (anchors per level, labels, matched boxes, valid flags, anchors)."""
     sizes = [(c.shape[2], c.shape[3]) for c in cls]
     counts = [h * w for h, w in sizes]
     div = cfg['pad_div']
     labels_all, tgt_all, valid_all, anchors = [], [], [], None
-    for i in range(N):
+    for i in range(cls[0].shape[0]):
         h, w = img_shapes[i]
         pad = (int(math.ceil(h / div) * div), int(math.ceil(w / div) * div))
         anchors, valid = anchors_and_valid(cfg, sizes, pad)
@@ -335,6 +361,15 @@ def gfl_loss(cfg, cls, reg, img_shapes, gts, world_P=None, world_W=None):
         labels_all.append(lab)
         tgt_all.append(tg)
         valid_all.append(valid)
+    return counts, labels_all, tgt_all, valid_all, anchors
+
+
+def gfl_loss(cfg, cls, reg, img_shapes, gts, world_P=None, world_W=None):
+    """Student GFL losses. gts: list of (boxes float32 (M,4), labels int (M,)).
+    Returns dict of losses, and the assignment labels per image (A,)."""
+    N = cls[0].shape[0]
+    K, R = cfg['num_classes'], cfg['reg_max']
+    counts, labels_all, tgt_all, valid_all, anchors = targets(cfg, cls, img_shapes, gts)
     num_pos = float(sum(int((l >= 0).sum()) for l in labels_all))
     P = num_pos if world_P is None else world_P
     res = {'loss_cls': 0, 'loss_bbox': 0, 'loss_dfl': 0}
@@ -408,7 +443,11 @@ def predict(cfg, cls, reg, i, img_hw, scale_hw):
         boxes.append(b)
         scores.append(v)
         labels.append(lab)
-    b, s_, lab = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+    return post_nms(cfg, torch.cat(boxes), torch.cat(scores), torch.cat(labels), scale_hw)
+
+
+def post_nms(cfg, b, s_, lab, scale_hw):
+    """Rescale, min_bbox_size, score order, class-aware greedy NMS, max_per_img."""
     b = b / torch.tensor([scale_hw[1], scale_hw[0], scale_hw[1], scale_hw[0]], dtype=b.dtype)
     keep = ((b[:, 2] - b[:, 0]) > cfg['min_bbox_size']) & ((b[:, 3] - b[:, 1]) > cfg['min_bbox_size'])
     b, s_, lab = b[keep], s_[keep], lab[keep]

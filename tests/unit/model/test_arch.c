@@ -93,10 +93,10 @@ static void unsupported(void)
     KD_REQUIRE(kd_options_load(&cfg, NULL, NULL, 0, &err) == KD_OK);
     kd_model_opts o = {1, 64, 64, 0, -1};
     kd_model *m = NULL;
-    cfg.model.backbone.style = 1;
+    cfg.model.type = KD_DET_ATSS; /* model.type and model.bbox_head.type must agree */
     KD_EXPECT(kd_model_create(be, &cfg.model, &o, &m, &err) != KD_OK);
-    KD_EXPECT_STR_CONTAINS(err.msg, "model.backbone.style");
-    cfg.model.backbone.style = 0;
+    KD_EXPECT_STR_CONTAINS(err.msg, "does not match model.bbox_head.type");
+    cfg.model.type = KD_DET_GFL;
     cfg.model.bbox_head.gn_groups = 7;
     KD_EXPECT(kd_model_create(be, &cfg.model, &o, &m, &err) != KD_OK);
     KD_EXPECT_STR_CONTAINS(err.msg, "num_groups");

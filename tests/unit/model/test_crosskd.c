@@ -2,9 +2,9 @@
  * PyTorch reference: the student keeps the post-ReLU output of head block idx per level and
  * tower, the teacher is an inference-mode model holding the same, and the cross-head is
  *   align_scale(student held; teacher statistics) -> ReLU -> teacher blocks idx.. and
- *   prediction conv (+ teacher Scale)   [kd_gfl_tower_fwd with the teacher's parameters]
+ *   prediction conv (+ teacher Scale)   [kd_head_tower_fwd with the teacher's parameters]
  * A synthetic KD loss sum(cross * kdw) (fixture weights) is back-propagated through the
- * teacher layers with no parameter gradients (kd_gfl_tower_bwd, with_param_grads = 0),
+ * teacher layers with no parameter gradients (kd_head_tower_bwd, with_param_grads = 0),
  * ReLU and align_scale into the student's held-feature gradient (m->d_held, use_d_held),
  * and added to the detection loss's backward. Every student gradient must match the
  * reference's kdgrad.* (same tolerance as test_fixture.c's grads: rtol 2e-3, atol 1e-3 of
@@ -68,14 +68,14 @@ static void crosskd_gradients(void)
             be->channel_stats(be, hs, te->held[l][t], mt, sdt);
             be->align_scale_fwd(be, hs, st->held[l][t], mt, sdt, al, mx, sx);
             if (idx > 0) be->relu_fwd(be, e, al, al);
-            size_t ae = kd_gfl_tower_acts_elems(&te->head, hs, idx);
+            size_t ae = kd_head_tower_acts_elems(&te->head, hs, idx);
             float *abuf = be->alloc(be, ae * 4);
-            kd_gfl_tower_acts acts;
-            kd_gfl_tower_acts_bind(&te->head, hs, idx, abuf, &acts);
+            kd_head_tower_acts acts;
+            kd_head_tower_acts_bind(&te->head, hs, idx, abuf, &acts);
             int PC = t == KD_TOWER_CLS ? te->head.K : 4 * (te->head.R + 1);
             size_t pe = (size_t)hs.n * PC * hs.h * hs.w;
             float *pred = be->alloc(be, pe * 4), *dpred = be->alloc(be, pe * 4);
-            kd_gfl_tower_fwd(be, &te->head, &te->params, t, l, idx, hs, al, &acts, pred);
+            kd_head_tower_fwd(be, &te->head, &te->params, t, l, idx, hs, al, &acts, pred, NULL);
             char k[64];
             snprintf(k, sizeof k, "cross.%s.%d", t ? "reg" : "cls", l);
             const kd_tf_tensor *rc = kd_tfile_get(&ref, k);
@@ -92,8 +92,8 @@ static void crosskd_gradients(void)
             KD_REQUIRE(kw && kd_tf_elems(kw) == pe);
             be->copy_from_host(be, dpred, kw->data, pe * 4);
             /* teacher layers: input gradient only */
-            kd_gfl_tower_bwd(be, &te->head, &te->params, t, l, idx, hs, al, &acts, dpred, dal, 0,
-                             0, -1, NULL, s0, s1);
+            kd_head_tower_bwd(be, &te->head, &te->params, t, l, idx, hs, al, &acts, dpred, NULL, dal,
+                              0, 0, -1, NULL, s0, s1);
             if (idx > 0) be->relu_bwd(be, e, al, dal, dal, 0);
             be->align_scale_bwd(be, hs, st->held[l][t], mx, sx, sdt, dal, st->d_held[l][t], 0);
             be->free(be, pred);
@@ -118,13 +118,13 @@ static void crosskd_gradients(void)
         gts[i] = (kd_image_gt){(int)b->shape[0], b->data, lb->data, ((int32_t *)ish->data)[2 * i],
                                ((int32_t *)ish->data)[2 * i + 1]};
     }
-    kd_gfl_loss *ls = kd_gfl_loss_create(st);
-    kd_gfl_loss_stats stats;
-    KD_REQUIRE(kd_gfl_loss_prepare(ls, st, gts, &stats, &err) == KD_OK);
+    kd_det_loss *ls = kd_det_loss_create(st);
+    kd_det_loss_stats stats;
+    KD_REQUIRE(kd_det_loss_prepare(ls, st, gts, &stats, &err) == KD_OK);
     double P, Wn;
-    kd_gfl_loss_normalisers(&stats, 1, &P, &Wn);
-    kd_gfl_losses lo;
-    kd_gfl_loss_compute(ls, st, P, Wn, 1.0, &lo);
+    kd_det_loss_normalisers(&stats, 1, &P, &Wn);
+    kd_det_losses lo;
+    kd_det_loss_compute(ls, st, P, Wn, 1.0, &lo);
     st->use_d_held = 1;
     kd_model_zero_grad(st);
     kd_model_backward(st);
@@ -156,7 +156,7 @@ static void crosskd_gradients(void)
     fprintf(stderr, "%d student gradients with the CrossKD path, worst %.3g of max |ref|\n", checked, worst);
     KD_EXPECT(checked > 50);
     free(gh);
-    kd_gfl_loss_destroy(ls);
+    kd_det_loss_destroy(ls);
     be->free(be, dimg);
     kd_tfile_free(&batch);
     kd_tfile_free(&ref);

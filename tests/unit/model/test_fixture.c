@@ -1,13 +1,20 @@
-/* test_fixture.c — crosskd-inspect against the PyTorch reference (ref_gfl.py, float64) on the
- * committed fixtures (gen_fixtures.py): tiny random-weight GFLs with non-trivial BN
- * statistics on a batch of two images of different sizes.
+/* test_fixture.c — crosskd-inspect against the PyTorch reference (ref_gfl.py, ref_atss.py,
+ * float64) on the committed fixtures (gen_fixtures.py): tiny random-weight GFLs and an ATSS
+ * with non-trivial BN statistics on a batch of two images of different sizes.
  *
  *   test_model_fixture INSPECT FIXTURE_DIR WHAT
- *     WHAT = heads | loss_cls | loss_bbox | loss_dfl | loss | grads | grads_frozen0 | assigner
+ *     WHAT = heads | loss_cls | loss_bbox | loss_dfl | loss_centerness | loss | grads |
+ *            grads_frozen0 | assigner
+ * (loss_dfl: the GFL fixtures; loss_centerness: the ATSS and FCOS ones; ATSS reached 2e-6 of max|r|
+ * on the head outputs and 1.3e-6 on the gradients; retina — 9 anchors, no head norm, MaxIoU
+ * labels with the ignore band as -2 — 5e-7 and 6e-7, its labels exact; fcos — points,
+ * regress ranges, exp distances, IoU loss, centerness on the cls tower — 2e-6 and 7e-6.)
  * grads_frozen0 runs r50 with frozen_stages=0: every gradient but the stem's is unchanged
  * (it checks the activation sharing below the lowest trainable block).
  *
- * Each fixture (r18 with an R50 teacher and the cross-head, r50 with every stage trainable)
+ * Each fixture (r18 with an R50 teacher and the cross-head, r50 with every stage trainable,
+ * atss: the r18 layout with an ATSS head, retina and fcos: the same with a RetinaNet and an
+ * FCOS head)
  * is run through the inspector into a temporary file, and every tensor of the group is
  * compared element-wise: |c - r| <= atol + rtol * |r| with atol = ATOL_REL * max|r| of
  * that tensor. Tolerances (float32 against a float64 reference):
@@ -177,6 +184,9 @@ static void run_fixture(const char *name)
 
 static void fixture_r18(void) { run_fixture("r18"); }
 static void fixture_r50(void) { run_fixture("r50"); }
+static void fixture_atss(void) { run_fixture("atss"); }
+static void fixture_retina(void) { run_fixture("retina"); }
+static void fixture_fcos(void) { run_fixture("fcos"); }
 
 int main(int argc, char **argv)
 {
@@ -192,8 +202,12 @@ int main(int argc, char **argv)
     if (on_gpu && getenv("CROSSKD_CUDA_TEST_AGAINST_CPU")) gpu = "cpu";
     else if (on_gpu && kd_test_skip_without_gpu()) return 77;
     frozen0 = !strcmp(what, "grads_frozen0");
-    if (!frozen0) KD_TEST_RUN(fixture_r18);
-    KD_TEST_RUN(fixture_r50);
+    int gfl_term = strcmp(what, "loss_centerness") != 0, atss_term = strcmp(what, "loss_dfl") != 0;
+    if (!frozen0 && gfl_term) KD_TEST_RUN(fixture_r18);
+    if (gfl_term) KD_TEST_RUN(fixture_r50);
+    if (!frozen0 && atss_term) KD_TEST_RUN(fixture_atss);
+    if (!frozen0 && gfl_term && atss_term) KD_TEST_RUN(fixture_retina);
+    if (!frozen0 && atss_term) KD_TEST_RUN(fixture_fcos);
     fprintf(stderr, "%s: largest error reached %.3g of the tensor's max |ref|\n", what, group_max_rel);
     return kd_test_summary();
 }

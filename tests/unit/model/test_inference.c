@@ -1,6 +1,6 @@
-/* test_inference.c — GFL inference: class-aware NMS on hand-made cases (IoU exactly at the
- * threshold is kept, other classes never suppress, order by score), and kd_gfl_predict on
- * the fixtures against ref_gfl.predict (score threshold, top nms_pre, decode, clip to the
+/* test_inference.c — dense-head inference: class-aware NMS on hand-made cases (IoU exactly at
+ * the threshold is kept, other classes never suppress, order by score), and kd_det_predict
+ * on the fixtures against ref_gfl.predict, ref_atss.predict, ref_retina.predict and ref_fcos.predict (score threshold, top nms_pre, decode, clip to the
  * image, rescale by per-image factors, NMS 0.6, max_per_img): same count and labels, boxes
  * within 1e-3 px (float32 integral and decode against float64), scores within 1e-5.
  * Also the inference-mode model (shared activation slots) gives the same head outputs as
@@ -87,7 +87,7 @@ static void predict_fixture(const char *name)
     double worst_box = 0, worst_score = 0;
     for (int i = 0; i < 2; i++) {
         kd_det dets[100];
-        int n = kd_gfl_predict(m, i, ish[2 * i], ish[2 * i + 1], scales[i][0], scales[i][1], dets);
+        int n = kd_det_predict(m, i, ish[2 * i], ish[2 * i + 1], scales[i][0], scales[i][1], dets);
         char k[64];
         snprintf(k, sizeof k, "det.scores.%d", i);
         const kd_tf_tensor *rs = kd_tfile_get(&ref, k);
@@ -118,6 +118,12 @@ static void predict_fixture(const char *name)
 
 static void predict_r18(void) { predict_fixture("r18"); }
 static void predict_r50(void) { predict_fixture("r50"); }
+/* ATSS: delta decode from the anchors, scores times sigmoid(centerness) after the top-k */
+static void predict_atss(void) { predict_fixture("atss"); }
+/* RetinaNet: 9 anchors per location, (anchor, class) pairs, delta decode with stds 1, NMS 0.5 */
+static void predict_retina(void) { predict_fixture("retina"); }
+/* FCOS: exp distances at the points ((x+0.5)s, (y+0.5)s), scores times sigmoid(centerness) */
+static void predict_fcos(void) { predict_fixture("fcos"); }
 
 /* The inference arena shares buffers between layers; the outputs must not change. */
 static void inference_mode_matches_training(void)
@@ -160,6 +166,9 @@ int main(int argc, char **argv)
     KD_TEST_RUN(nms_cases);
     KD_TEST_RUN(predict_r18);
     KD_TEST_RUN(predict_r50);
+    KD_TEST_RUN(predict_atss);
+    KD_TEST_RUN(predict_retina);
+    KD_TEST_RUN(predict_fcos);
     KD_TEST_RUN(inference_mode_matches_training);
     be->close(be);
     return kd_test_summary();

@@ -44,7 +44,7 @@ static void two_ranks(void)
                                ((int32_t *)ish->data)[2 * i + 1]};
     }
     kd_model *m[3];
-    kd_gfl_loss *ls[3];
+    kd_det_loss *ls[3];
     float *dimg = be->alloc(be, img->bytes);
     be->copy_from_host(be, dimg, img->data, img->bytes);
     snprintf(p, sizeof p, "%s/r50.weights.safetensors", dir);
@@ -54,23 +54,23 @@ static void two_ranks(void)
         KD_REQUIRE(kd_model_load(m[r], p, &err) == KD_OK);
         const float *x = r < 2 ? dimg + (size_t)r * 3 * H * W : dimg;
         KD_REQUIRE(kd_model_forward(m[r], x, r < 2 ? 1 : 2, H, W, &err) == KD_OK);
-        ls[r] = kd_gfl_loss_create(m[r]);
+        ls[r] = kd_det_loss_create(m[r]);
     }
-    kd_gfl_loss_stats st[3], sum = {0, 0};
+    kd_det_loss_stats st[3], sum = {0, 0};
     for (int r = 0; r < 3; r++)
-        KD_REQUIRE(kd_gfl_loss_prepare(ls[r], m[r], r < 2 ? &gts[r] : gts, &st[r], &err) == KD_OK);
+        KD_REQUIRE(kd_det_loss_prepare(ls[r], m[r], r < 2 ? &gts[r] : gts, &st[r], &err) == KD_OK);
     for (int r = 0; r < 2; r++) {
         sum.num_pos += st[r].num_pos; /* the all-reduce */
         sum.weight_sum += st[r].weight_sum;
     }
     KD_EXPECT(st[0].num_pos > 0 && st[1].num_pos > 0 && st[0].num_pos != st[1].num_pos);
     double P, Wn, P1, W1;
-    kd_gfl_loss_normalisers(&sum, 2, &P, &Wn);
-    kd_gfl_loss_normalisers(&st[2], 1, &P1, &W1);
+    kd_det_loss_normalisers(&sum, 2, &P, &Wn);
+    kd_det_loss_normalisers(&st[2], 1, &P1, &W1);
     KD_EXPECT_NEAR(2 * P, P1, 0, 1e-12);
-    kd_gfl_losses lo[3];
+    kd_det_losses lo[3];
     for (int r = 0; r < 3; r++) {
-        kd_gfl_loss_compute(ls[r], m[r], r < 2 ? P : P1, r < 2 ? Wn : W1, 1.0, &lo[r]);
+        kd_det_loss_compute(ls[r], m[r], r < 2 ? P : P1, r < 2 ? Wn : W1, 1.0, &lo[r]);
         kd_model_zero_grad(m[r]);
         kd_model_backward(m[r]);
     }
@@ -99,7 +99,7 @@ static void two_ranks(void)
     fprintf(stderr, "rank-averaged gradients within %.3g of each tensor's max\n", worst);
     for (int r = 0; r < 3; r++) {
         free(g[r]);
-        kd_gfl_loss_destroy(ls[r]);
+        kd_det_loss_destroy(ls[r]);
         kd_model_destroy(m[r]);
     }
     be->free(be, dimg);
