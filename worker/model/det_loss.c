@@ -175,7 +175,7 @@ void kd_det_loss_normalisers(const kd_det_loss_stats *sum, int world_size, doubl
 {
     *P = sum->num_pos / world_size;
     double w = sum->weight_sum / world_size;
-    *W = w < 1.0 ? 1.0 : w;
+    *W = w < 1e-6 ? 1e-6 : w;
 }
 
 void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, double grad_scale,
@@ -184,6 +184,9 @@ void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, doubl
     const kd_backend *be = m->be;
     const kd_head *h = &m->head;
     memset(out, 0, sizeof *out);
+    /* GFL's and ATSS's box normaliser is clamp(min=1); FCOS's centerness_denorm is
+     * max(mean, 1e-6), as kd_det_loss_normalisers left it. */
+    if (ls->type != KD_DET_FCOS && W < 1.0) W = 1.0;
     ls->P_used = P;
     ls->W_used = W;
     if (ls->type == KD_DET_ATSS) kd_atss_loss_levels(ls, m, P, W, grad_scale, out);

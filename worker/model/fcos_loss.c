@@ -10,8 +10,8 @@
  * min(t,b)/max(t,b)).
  *
  * Losses, with Np = max(P, 1) (P the mean over ranks of the positives) and D the reduced
- * centerness-target sum (det_loss.c passes W = max(1, mean sum); MMDetection clamps at 1e-6,
- * which differs only when a batch's targets sum below 1), eps = FLT_EPSILON:
+ * centerness-target sum (det_loss.c passes W = max(1e-6, mean sum), MMDetection's clamp),
+ * eps = FLT_EPSILON:
  *   focal (gamma, alpha, weight) over every point and class, one-hot targets, / (Np + eps);
  *   IoU loss -log(max(IoU, 1e-6)) (weight) between the boxes decoded at the points from the
  *     predicted distances exp(reg) (reg is the head's Scale * conv_reg) and from the targets,

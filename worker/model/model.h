@@ -414,7 +414,8 @@ typedef struct kd_det_losses {
  *             centerness BCE / P                                          (atss_loss.c)
  *   RetinaHead focal / Pl, L1 on the encoded deltas / Pl, Pl = this rank's positives
  *             (3.0.0rc6's AnchorHead does not reduce it)                 (retina_loss.c)
- * with P = mean over ranks of num_pos and W = max(1, mean over ranks of weight_sum). */
+ * with P = mean over ranks of num_pos and W = max(1, mean over ranks of weight_sum)
+ * (FCOS: max(1e-6, ...), its centerness_denorm). */
 typedef struct kd_det_loss kd_det_loss;
 kd_det_loss *kd_det_loss_create(const kd_model *m);
 void kd_det_loss_destroy(kd_det_loss *ls);
@@ -423,7 +424,8 @@ void kd_det_loss_destroy(kd_det_loss *ls);
 kd_status kd_det_loss_prepare(kd_det_loss *ls, const kd_model *m, const kd_image_gt *gts,
                               kd_det_loss_stats *local, kd_err *err);
 /* The normalisers from the all-reduced statistics (world size ranks, mean over ranks):
- * P = mean num_pos; W = max(1, mean weight_sum). */
+ * P = mean num_pos; W = max(1e-6, mean weight_sum). kd_det_loss_compute raises W to 1 for
+ * the heads whose MMDetection code clamps it there (GFL, ATSS); FCOS keeps the 1e-6 clamp. */
 void kd_det_loss_normalisers(const kd_det_loss_stats *sum_over_ranks, int world_size,
                              double *P, double *W);
 /* Phase 2: the losses given P and W, and their gradients written to m->d_cls / m->d_reg /

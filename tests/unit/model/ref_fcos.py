@@ -8,8 +8,8 @@ towers are ref_gfl.py's (cfg['head'] = 'fcos'; reg = Scale * conv_reg, the log d
                in the level's regress range, the smallest-area one (first on ties);
   losses       focal / max(P, 1); IoU loss -log(max(IoU, 1e-6)) between the boxes decoded at
                the points from exp(reg) and from the target distances, weighted by the
-               centerness targets, / max(1, sum of the targets) (the C side's clamp, see
-               fcos_loss.c); centerness BCE / max(P, 1);
+               centerness targets, / max(1e-6, sum of the targets) (MMDetection's centerness_denorm;
+               see fcos_loss.c); centerness BCE / max(P, 1);
   inference    sigmoid scores > thr, top nms_pre per level, decode clipped to the image,
                scores times sigmoid(centerness), rescale, class-aware NMS, max_per_img.
 """
@@ -81,7 +81,7 @@ def fcos_loss(cfg, cls, reg, ctr, img_shapes, gts, extras=None):
     t = td[pos]
     lr, tb = t[:, [0, 2]], t[:, [1, 3]]
     ct = torch.sqrt((lr.min(1)[0] / lr.max(1)[0]) * (tb.min(1)[0] / tb.max(1)[0])).to(fc.dtype)
-    D = max(float(ct.sum()), 1.0)
+    D = max(float(ct.sum()), 1e-6)  # centerness_denorm: MMDetection clamps at 1e-6
     if extras is not None:
         extras['D'] = D
     pp, d = fp[pos].to(fc.dtype), fr[pos]
