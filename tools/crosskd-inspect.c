@@ -108,34 +108,10 @@ int main(int argc, char **argv)
     if (kd_options_load(&cfg, config, sets, n_sets, &err)) return fail(&err);
     kd_tfile bf;
     if (kd_tfile_read(batch, &bf, &err)) return fail(&err);
-    const kd_tf_tensor *img = kd_tfile_get(&bf, "img"), *ish = kd_tfile_get(&bf, "img_shape");
-    if (!img || img->dtype != KD_TF_F32 || img->ndim != 4 || img->shape[1] != 3) {
-        fprintf(stderr, "crosskd-inspect: %s: 'img' must be float32 (N, 3, H, W)\n", batch);
-        return 1;
-    }
+    const kd_tf_tensor *img;
+    kd_image_gt *gts;
+    if (kd_batch_file_gts(&bf, batch, &img, &gts, &err)) return fail(&err);
     int N = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
-    if (!ish || ish->dtype != KD_TF_I32 || ish->ndim != 2 || ish->shape[0] != N || ish->shape[1] != 2) {
-        fprintf(stderr, "crosskd-inspect: %s: 'img_shape' must be int32 (%d, 2)\n", batch, N);
-        return 1;
-    }
-    kd_image_gt *gts = calloc((size_t)N, sizeof *gts);
-    for (int i = 0; i < N; i++) {
-        char nb[64], nl[64];
-        snprintf(nb, sizeof nb, "gt_bboxes.%d", i);
-        snprintf(nl, sizeof nl, "gt_labels.%d", i);
-        const kd_tf_tensor *b = kd_tfile_get(&bf, nb), *l = kd_tfile_get(&bf, nl);
-        if (!b || !l || b->dtype != KD_TF_F32 || l->dtype != KD_TF_I32 || b->ndim != 2 ||
-            b->shape[1] != 4 || l->ndim != 1 || l->shape[0] != b->shape[0]) {
-            fprintf(stderr, "crosskd-inspect: %s: image %d needs %s float32 (M,4) and %s int32 (M)\n",
-                    batch, i, nb, nl);
-            return 1;
-        }
-        gts[i].n = (int)b->shape[0];
-        gts[i].boxes = b->data;
-        gts[i].labels = l->data;
-        gts[i].img_h = ((const int32_t *)ish->data)[2 * i];
-        gts[i].img_w = ((const int32_t *)ish->data)[2 * i + 1];
-    }
     const kd_backend *be;
     if (!threads) threads = (int)cfg.threads; /* 0 in both: OMP_NUM_THREADS or all cores */
     const char *device = cfg.device == KD_DEVICE_CUDA ? "cuda" : "cpu";

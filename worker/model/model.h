@@ -394,6 +394,12 @@ typedef struct kd_image_gt {
     int img_h, img_w;      /* before padding */
 } kd_image_gt;
 
+/* The ground truth of a batch file (batch_file.c: img, img_shape, gt_bboxes.n, gt_labels.n;
+ * the format of crosskd-inspect --batch): *img_out is its 'img', *gts_out (free() it) one
+ * entry per image pointing into the file's tensors. Errors name the file and the tensor. */
+kd_status kd_batch_file_gts(const kd_tfile *bf, const char *path, const kd_tf_tensor **img_out,
+                            kd_image_gt **gts_out, kd_err *err);
+
 /* The local statistics the two normalisers need (summed over ranks by the caller). */
 typedef struct kd_det_loss_stats {
     double num_pos;    /* positives over the local images */

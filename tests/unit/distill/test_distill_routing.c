@@ -343,16 +343,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    const kd_tf_tensor *img = kd_tfile_get(&batch, "img"), *ish = kd_tfile_get(&batch, "img_shape");
-    N = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
-    for (int i = 0; i < N; i++) {
-        char nb[64], nl[64];
-        snprintf(nb, sizeof nb, "gt_bboxes.%d", i);
-        snprintf(nl, sizeof nl, "gt_labels.%d", i);
-        const kd_tf_tensor *b = kd_tfile_get(&batch, nb), *lb = kd_tfile_get(&batch, nl);
-        gts[i] = (kd_image_gt){(int)b->shape[0], b->data, lb->data, ((int32_t *)ish->data)[2 * i],
-                               ((int32_t *)ish->data)[2 * i + 1]};
+    const kd_tf_tensor *img;
+    kd_image_gt *g;
+    if (kd_batch_file_gts(&batch, p, &img, &g, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
     }
+    N = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
+    if (N > (int)(sizeof gts / sizeof gts[0])) {
+        fprintf(stderr, "%s: %d images, at most %d expected\n", p, N, (int)(sizeof gts / sizeof gts[0]));
+        return 1;
+    }
+    memcpy(gts, g, (size_t)N * sizeof *g);
+    free(g);
     dimg = be->alloc(be, img->bytes);
     be->copy_from_host(be, dimg, img->data, img->bytes);
     const char *what = argv[2];

@@ -108,16 +108,9 @@ static void crosskd_gradients(void)
     fprintf(stderr, "cross-head outputs within %.3g of (0.1 + |ref|) (levels 0..3)\n", worst_cross);
     KD_EXPECT(worst_cross < 3e-4); /* align_scale amplifies float32 rounding; reached 3.5e-5 */
 
-    const kd_tf_tensor *ish = kd_tfile_get(&batch, "img_shape");
-    kd_image_gt gts[8];
-    for (int i = 0; i < N; i++) {
-        char nb[64], nl[64];
-        snprintf(nb, sizeof nb, "gt_bboxes.%d", i);
-        snprintf(nl, sizeof nl, "gt_labels.%d", i);
-        const kd_tf_tensor *b = kd_tfile_get(&batch, nb), *lb = kd_tfile_get(&batch, nl);
-        gts[i] = (kd_image_gt){(int)b->shape[0], b->data, lb->data, ((int32_t *)ish->data)[2 * i],
-                               ((int32_t *)ish->data)[2 * i + 1]};
-    }
+    const kd_tf_tensor *bimg;
+    kd_image_gt *gts;
+    KD_REQUIRE(kd_batch_file_gts(&batch, "the batch file", &bimg, &gts, &err) == KD_OK);
     kd_det_loss *ls = kd_det_loss_create(st);
     kd_det_loss_stats stats;
     KD_REQUIRE(kd_det_loss_prepare(ls, st, gts, &stats, &err) == KD_OK);
@@ -158,6 +151,7 @@ static void crosskd_gradients(void)
     free(gh);
     kd_det_loss_destroy(ls);
     be->free(be, dimg);
+    free(gts);
     kd_tfile_free(&batch);
     kd_tfile_free(&ref);
     kd_model_destroy(st);

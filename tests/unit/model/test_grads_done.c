@@ -56,18 +56,11 @@ static void step(const char *set)
     kd_tfile batch;
     snprintf(p, sizeof p, "%s/r50.batch.safetensors", dir);
     KD_REQUIRE(kd_tfile_read(p, &batch, &err) == KD_OK);
-    const kd_tf_tensor *img = kd_tfile_get(&batch, "img"), *ish = kd_tfile_get(&batch, "img_shape");
+    const kd_tf_tensor *img;
+    kd_image_gt *gts;
+    KD_REQUIRE(kd_batch_file_gts(&batch, p, &img, &gts, &err) == KD_OK);
     int N = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
     KD_REQUIRE(N == 2);
-    kd_image_gt gts[2];
-    for (int i = 0; i < N; i++) {
-        char nb[64], nl[64];
-        snprintf(nb, sizeof nb, "gt_bboxes.%d", i);
-        snprintf(nl, sizeof nl, "gt_labels.%d", i);
-        const kd_tf_tensor *b = kd_tfile_get(&batch, nb), *l = kd_tfile_get(&batch, nl);
-        gts[i] = (kd_image_gt){(int)b->shape[0], b->data, l->data, ((int32_t *)ish->data)[2 * i],
-                               ((int32_t *)ish->data)[2 * i + 1]};
-    }
     kd_model *m;
     kd_model_opts o = {N, H, W, 0, -1};
     KD_REQUIRE(kd_model_create(be, &cfg.model, &o, &m, &err) == KD_OK);
@@ -110,6 +103,7 @@ static void step(const char *set)
     kd_gfl_loss_destroy(ls);
     be->free(be, dimg);
     kd_model_destroy(m);
+    free(gts);
     kd_tfile_free(&batch);
     be->close(be);
 }
