@@ -14,17 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float iou_f32(const float *a, const float *b)
-{
-    float area1 = (a[2] - a[0]) * (a[3] - a[1]), area2 = (b[2] - b[0]) * (b[3] - b[1]);
-    float w = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), h = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
-    if (w < 0) w = 0;
-    if (h < 0) h = 0;
-    float ov = w * h, un = area1 + area2 - ov;
-    if (un < 1e-6f) un = 1e-6f;
-    return ov / un;
-}
-
 typedef struct dist_idx {
     float d;
     int a;
@@ -70,16 +59,16 @@ void kd_atss_assign(const kd_level_geom *g, const float *anchors, const uint8_t 
         }
         if (nc < 2) continue; /* unbiased std of one value is NaN: nothing passes */
         double mean = 0, var = 0;
-        for (int i = 0; i < nc; i++) mean += iou_f32(anchors + 4 * cand[i], b);
+        for (int i = 0; i < nc; i++) mean += kd_box_iou_f32(anchors + 4 * cand[i], b);
         mean /= nc;
         for (int i = 0; i < nc; i++) {
-            double d = iou_f32(anchors + 4 * cand[i], b) - mean;
+            double d = kd_box_iou_f32(anchors + 4 * cand[i], b) - mean;
             var += d * d;
         }
         double thr = mean + sqrt(var / (nc - 1));
         for (int i = 0; i < nc; i++) {
             const float *an = anchors + 4 * cand[i];
-            float iou = iou_f32(an, b);
+            float iou = kd_box_iou_f32(an, b);
             if (!((double)iou >= thr)) continue;
             float cx = (an[0] + an[2]) / 2.0f, cy = (an[1] + an[3]) / 2.0f;
             float m = fminf(fminf(cx - b[0], cy - b[1]), fminf(b[2] - cx, b[3] - cy));

@@ -15,17 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-static float iou_f32(const float *a, const float *b)
-{
-    float area1 = (a[2] - a[0]) * (a[3] - a[1]), area2 = (b[2] - b[0]) * (b[3] - b[1]);
-    float w = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), h = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
-    if (w < 0) w = 0;
-    if (h < 0) h = 0;
-    float ov = w * h, un = area1 + area2 - ov;
-    if (un < 1e-6f) un = 1e-6f;
-    return ov / un;
-}
-
 void kd_max_iou_assign(size_t A, const float *anchors, const uint8_t *valid, double pos_thr, double neg_thr,
                        double min_pos_iou, int n_gt, const float *gt, int *assigned)
 {
@@ -38,7 +27,7 @@ void kd_max_iou_assign(size_t A, const float *anchors, const uint8_t *valid, dou
         float best = -INFINITY;
         int bj = 0;
         for (int j = 0; j < n_gt; j++) {
-            float v = ov[a * n_gt + j] = iou_f32(anchors + 4 * a, gt + 4 * j);
+            float v = ov[a * n_gt + j] = kd_box_iou_f32(anchors + 4 * a, gt + 4 * j);
             if (v > best) best = v, bj = j;
             if (v > gmax[j]) gmax[j] = v;
         }

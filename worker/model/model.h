@@ -46,6 +46,7 @@
 #ifndef KD_MODEL_H
 #define KD_MODEL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -379,6 +380,19 @@ void kd_max_iou_assign(size_t A, const float *anchors, const uint8_t *valid, dou
  * regress range, the smallest-area one (first on ties); -1 otherwise. */
 void kd_fcos_assign(const kd_level_geom *g, const float *points, int n_gt, const float *gt_boxes,
                     int *assigned);
+
+/* IoU of two x1 y1 x2 y2 boxes in float32, the assigners' overlap (MMDetection's
+ * bbox_overlaps: union clamped at 1e-6). */
+static inline float kd_box_iou_f32(const float *a, const float *b)
+{
+    float area1 = (a[2] - a[0]) * (a[3] - a[1]), area2 = (b[2] - b[0]) * (b[3] - b[1]);
+    float w = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), h = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+    if (w < 0) w = 0;
+    if (h < 0) h = 0;
+    float ov = w * h, un = area1 + area2 - ov;
+    if (un < 1e-6f) un = 1e-6f;
+    return ov / un;
+}
 
 /* ATSS (crosskd.md §3.4) over the valid anchors of one image. assigned[a] = gt index or -1
  * (negative; also for invalid anchors). Scratch is allocated inside. */
