@@ -3,27 +3,20 @@
 # them with the timings, the versions, the exact commands and the figures between the
 # `<!-- generated:begin -->` / `<!-- generated:end -->` markers of RESULTS.md (the text around
 # the markers is kept, so the written analysis survives a rerun).
-# Uses from run.sh: bin plot data root results figs seeds methods positions run_names.
+# Uses from run.sh: bin plot data root results figs seeds methods positions run_names; from
+# lib.sh: kd_report_ap, kd_report_replace_block. detectors.sh uses the generic pieces (timing,
+# versions, commands).
 # Numbers are COCO bbox AP x 100; "mean ± sd" is over the seeds that finished (sample standard
 # deviation, n - 1), and "range" is min..max over those seeds.
 
-kd_report_ap() { # work dir -> "AP AP50 AP75 APs APm APl" (x 100) of its final results, or nothing
-  local wd=$1 res
-  [ -f "$wd/done" ] || return 0
-  res=$(sed -n 's/^results //p' "$wd/done")
-  "$bin/crosskd-eval" "$data/annotations/instances_val.json" "$res" --json |
-    sed 's/^{"stats": \[\([^]]*\)\].*/\1/' | tr -d ' ' |
-    awk -F, '{ printf "%.1f %.1f %.1f %.1f %.1f %.1f\n", 100*$1, 100*$2, 100*$3, 100*$4, 100*$5, 100*$6 }'
-}
-
-kd_report_collect() { # -> lines "run method seed AP AP50 AP75 APs APm APl" into $root/ap.txt
+kd_report_collect() { # -> lines "run method seed AP AP50 AP75 APs APm APl" into $ap_file
   local name m s ap
-  : > "$root/ap.txt"
+  : > "$ap_file"
   for name in $(run_names); do
     ap=$(kd_report_ap "$root/$name")
     [ -n "$ap" ] || continue
     if [ "$name" = teacher ]; then m=teacher s=0; else m=${name%-s*} s=${name##*-s}; fi
-    echo "$name $m $s $ap" >> "$root/ap.txt"
+    echo "$name $m $s $ap" >> "$ap_file"
   done
 }
 
@@ -40,7 +33,7 @@ kd_report_method_table() { # the main table: one row per method, mean ± sd over
         for (k = 4; k <= 9; k++) printf " %.1f ± %.1f |", s[m, k] / n[m], sd(m, k);
         printf " %.1f..%.1f |", lo[m], hi[m];
         if (m != "teacher" && m != "baseline" && ("baseline" in n)) printf " %+.1f |\n", s[m, 4] / n[m] - s["baseline", 4] / n["baseline"];
-        else printf " |\n" } }' "$root/ap.txt"
+        else printf " |\n" } }' "$ap_file"
 }
 
 kd_report_seed_table() { # AP of every run, one column per seed
@@ -50,7 +43,7 @@ kd_report_seed_table() { # AP of every run, one column per seed
   for m in "${methods[@]}"; do
     printf '| %s |' "$m"
     for s in "${seeds[@]}"; do
-      ap=$(awk -v r="$m-s$s" '$1 == r { print $4 }' "$root/ap.txt")
+      ap=$(awk -v r="$m-s$s" '$1 == r { print $4 }' "$ap_file")
       printf ' %s |' "${ap:--}"
     done
     echo
@@ -68,7 +61,7 @@ kd_report_paired_table() { # CrossKD minus each method at the same seed (same in
         for (j = 1; j <= ns; j++) {
           if (((m, S[j]) in ap) && (("crosskd", S[j]) in ap)) { d = ap["crosskd", S[j]] - ap[m, S[j]];
             printf " %+.1f |", d; n++; sum += d; win += d > 0 } else printf " - |" }
-        if (n) printf " %+.1f | %d of %d |\n", sum / n, win, n; else print " - | - |" } }' "$root/ap.txt"
+        if (n) printf " %+.1f | %d of %d |\n", sum / n, win, n; else print " - | - |" } }' "$ap_file"
 }
 
 kd_report_position_table() { # Table 1: CrossKD at head position i, seed 0
@@ -78,7 +71,7 @@ kd_report_position_table() { # Table 1: CrossKD at head position i, seed 0
   for i in 0 1 2 3 4; do
     run=crosskd-i$i-s0
     [ "$i" = 3 ] && run=crosskd-s0
-    line=$(awk -v r="$run" '$1 == r { print $4" | "$5" | "$6" | "$7" | "$8" | "$9 }' "$root/ap.txt")
+    line=$(awk -v r="$run" '$1 == r { print $4" | "$5" | "$6" | "$7" | "$8" | "$9 }' "$ap_file")
     echo "| $i | ${line:-not run | | | | |} |"
   done
 }
@@ -90,7 +83,7 @@ kd_report_timing() { # per run: wall seconds, load average (1, 5, 15 min) at sta
   for name in $(run_names); do
     d=$root/$name/done
     if [ -f "$d" ]; then
-      ap=$(awk -v r="$name" '$1 == r { print $4 }' "$root/ap.txt")
+      ap=$(awk -v r="$name" '$1 == r { print $4 }' "$ap_file")
       echo "| $name | $(sed -n 's/^seconds //p' "$d") | $(sed -n 's/^load_start //p' "$d") | $(sed -n 's/^load_end //p' "$d") | $ap |"
     else
       echo "| $name | not finished | | | |"
@@ -112,7 +105,7 @@ kd_report_versions() {
 
 kd_report_commands() {
   echo '```sh'
-  echo "bash bench/distill/run.sh            # the whole experiment; reruns skip finished runs"
+  echo "bash bench/distill/$(basename "$0")            # the whole experiment; reruns skip finished runs"
   echo "crosskd-gen --out $data ${gen_args[*]}"
   local name
   for name in $(run_names); do
@@ -228,7 +221,7 @@ kd_report_write() {
   {
     echo "<!-- generated:begin (bench/distill/run.sh rewrites this part; $(date -u '+%Y-%m-%d %H:%M UTC')) -->"
     echo
-    echo "### Methods (student GFL R18-layout base 16; teacher base 32), $(grep -c . "$root/ap.txt") finished runs"
+    echo "### Methods (student GFL R18-layout base 16; teacher base 32), $(grep -c . "$ap_file") finished runs"
     echo
     kd_report_method_table
     echo
@@ -272,13 +265,5 @@ kd_report_write() {
   kd_report_method_table
   echo
   kd_report_position_table
-  if [ -f "$results" ] && grep -q '^<!-- generated:begin' "$results"; then
-    awk -v blk="$block" '
-      /^<!-- generated:begin/ { while ((getline l < blk) > 0) print l; skip = 1; next }
-      /^<!-- generated:end/ { skip = 0; next }
-      !skip { print }' "$results" > "$results.tmp" && mv "$results.tmp" "$results"
-  else
-    { echo "# Distillation experiment"; echo; cat "$block"; } > "$results"
-  fi
-  echo "written: $results"
+  kd_report_replace_block "$results" "$block" generated
 }

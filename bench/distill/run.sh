@@ -16,34 +16,18 @@
 #
 # Every run is one rank with one thread (two such runs side by side are faster and far less
 # sensitive to the other users of the machine than one two-thread run; see RESULTS.md) and
-# lives in work_dirs/distill-bench/<run>. A run is finished when its `done` file exists (written
-# after the worker exits 0 with final weights and a final results file); finished runs are
-# skipped, an interrupted one resumes from its last checkpoint (resume=auto, one per epoch),
-# so rerunning the command continues an interrupted experiment. A partial experiment still
-# gets the table of what finished. Environment: LANES (parallel runs, default 2), ONLY (an
-# extended regex: run only the matching runs, e.g. ONLY='teacher|baseline-s0'), SKIP (an
-# extended regex: do not start the matching runs, e.g. ones another driver is running), NO_TRAIN=1
-# (only rebuild the table and figures from what exists).
+# lives in work_dirs/distill-bench/<run>; lib.sh has the driver: finished runs are skipped, an
+# interrupted one resumes from its last checkpoint, so rerunning the command continues an
+# interrupted experiment, and a partial experiment still gets the table of what finished.
+# Environment: LANES (parallel runs, default 2), ONLY (an extended regex: run only the matching
+# runs, e.g. ONLY='teacher|baseline-s0'), SKIP (an extended regex: do not start the matching
+# runs), NO_TRAIN=1 (only rebuild the table and figures from what exists).
+# bench/distill/detectors.sh is the second experiment (other detectors, the paper's Tables 6-7).
 set -euo pipefail
-mode=all
-if [ "${1:-}" = --train-one ]; then mode=$2; shift 2; fi # internal: one lane's job
-build=${1:-build}
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$top"
-bin=$build/tools plot=$build/bench/distill/kd-distill-plot
-data=data/distill-bench root=work_dirs/distill-bench
-lanes=${LANES:-2} only=${ONLY:-} skip=${SKIP:-} results=bench/distill/RESULTS.md figs=bench/distill/figures
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+source bench/distill/lib.sh
 
-# ---- the experiment's settings (RESULTS.md explains each choice) ---------------------------
-gen_args=(--seed 0 --train 400 --val 200 --categories 8)
-common=(--set threads=1 --set train_dataloader.num_workers=1 --set val_dataloader.num_workers=1
-        --set default_hooks.logger.interval=10 --set default_hooks.checkpoint.interval=1
-        --set default_hooks.checkpoint.max_keep_ckpts=1 --set resume=auto)
-teacher_args=(--set train_cfg.max_epochs=16 --set "param_scheduler.multistep.milestones=[12, 14]"
-              --set train_cfg.val_interval=4 --set randomness.seed=0)
-student_args=(--set train_cfg.max_epochs=8 --set "param_scheduler.multistep.milestones=[6, 7]"
-              --set train_cfg.val_interval=2)
 seeds=(0 1 2)
 methods=(baseline pred_mimic pkd bckd crosskd crosskd+pkd)
 positions=(0 1 2 4)
@@ -65,82 +49,17 @@ run_names() {
   return 0
 }
 
-# the worker's arguments for one run, one per line
-run_args() {
+needs_teacher() { case $1 in teacher|baseline-*) ;; *) echo teacher ;; esac; }
+
+run_args() { # the worker's arguments for one run, one per line
   local name=$1 m s
-  if [ "$name" = teacher ]; then
-    printf '%s\n' conf/default/teacher.yaml "${common[@]}" "${teacher_args[@]}" \
-      --set "data_root=$data" --set "work_dir=$root/teacher"
-    return
-  fi
+  if [ "$name" = teacher ]; then kd_bench_teacher_args conf/default/teacher.yaml teacher; return; fi
   m=${name%-s*} s=${name##*-s}
-  printf '%s\n' "$(conf_of "$m")" "${common[@]}" "${student_args[@]}" --set "randomness.seed=$s" \
-    --set "data_root=$data" --set "work_dir=$root/$name"
-  case $m in
-    baseline) printf '%s\n' --set model.kd_cfg.method=none ;;
-    crosskd-i*) printf '%s\n' --set "model.kd_cfg.reused_teacher_head_idx=${m#crosskd-i}" ;;
-  esac
-  if [ "$m" != baseline ]; then
-    printf '%s\n' --set "teacher_ckpt=$root/teacher/final.safetensors" --set model.kd_cfg.log_conflict_ratio=true
-  fi
+  kd_bench_student_args "$(conf_of "$m")" "$name" "$s" "$(needs_teacher "$name")"
+  case $m in crosskd-i*) printf '%s\n' --set "model.kd_cfg.reused_teacher_head_idx=${m#crosskd-i}" ;; esac
 }
 
-last_results() { # work dir -> its last results file (highest iteration)
-  ls "$1"/results/iter_*.bbox.json 2>/dev/null | sed 's/.*iter_\([0-9]*\)\.bbox\.json/\1 &/' | sort -n | tail -1 | cut -d' ' -f2
-}
-
-train_one() { # run name: train it unless done; waits for the teacher when it needs one
-  local name=$1 wd=$root/$1 args lock
-  mkdir -p "$wd"
-  exec {lock}> "$wd/lock"
-  flock "$lock" # a second driver on the same work dirs waits here for this run, then skips it
-  [ -f "$wd/done" ] && { echo "[$(date -u +%T)] $name: done (cached)"; return 0; }
-  mapfile -t args < <(run_args "$name")
-  if [ "$name" != teacher ] && [[ $name != baseline-* ]]; then
-    while [ ! -f "$root/teacher/done" ]; do
-      [ -f "$root/teacher.failed" ] && { echo "$name: the teacher failed" >&2; return 1; }
-      sleep 10
-    done
-  fi
-  local t0 load0
-  t0=$(date +%s) load0=$(cut -d' ' -f1-3 /proc/loadavg)
-  echo "[$(date -u +%T)] $name: start (load $load0)"
-  if ! "$bin/crosskd-worker" "${args[@]}" >> "$wd/worker.log" 2>&1; then
-    echo "[$(date -u +%T)] $name: FAILED, see $wd/worker.log" >&2
-    [ "$name" = teacher ] && touch "$root/teacher.failed"
-    return 1
-  fi
-  local res
-  res=$(last_results "$wd")
-  [ -n "$res" ] && [ -f "$wd/final.safetensors" ] || { echo "$name: no final results in $wd" >&2; return 1; }
-  { printf 'seconds %s\nload_start %s\nload_end %s\nresults %s\ncommand' "$(($(date +%s) - t0))" "$load0" \
-      "$(cut -d' ' -f1-3 /proc/loadavg)" "$res"
-    printf ' %q' "$bin/crosskd-worker" "${args[@]}"; echo; } > "$wd/done"
-  echo "[$(date -u +%T)] $name: finished in $(($(date +%s) - t0)) s"
-}
-
-if [ "$mode" != all ]; then
-  train_one "$mode"
-  exit
-fi
-
-if [ -z "${NO_TRAIN:-}" ]; then
-  [ -x "$bin/crosskd-worker" ] || { echo "build first: meson setup $build && ninja -C $build" >&2; exit 1; }
-  if [ ! -f "$data/annotations/instances_val.json" ]; then
-    mkdir -p "$(dirname "$data")"
-    rm -rf "$data.tmp"
-    "$bin/crosskd-gen" --out "$data.tmp" "${gen_args[@]}" --no-progress
-    mv "$data.tmp" "$data"
-  fi
-  mkdir -p "$root"
-  rm -f "$root/teacher.failed"
-  t_start=$(date +%s)
-  echo "[$(date -u +%T)] experiment: $lanes lanes, load $(cut -d' ' -f1-3 /proc/loadavg)"
-  run_names | { if [ -n "$only" ]; then grep -E "^($only)\$" || true; else cat; fi; } |
-    { if [ -n "$skip" ]; then grep -vE "^($skip)\$" || true; else cat; fi; } |
-    xargs -P "$lanes" -I{} bash "$0" --train-one {} "$build" || echo "some runs failed (see above)" >&2
-  echo "[$(date -u +%T)] experiment: $(($(date +%s) - t_start)) s of wall time, load $(cut -d' ' -f1-3 /proc/loadavg)"
-fi
+kd_bench_main "$@"
 
 # ---- table, versions and figures --------------------------------------------------------
 source "$(dirname "${BASH_SOURCE[0]}")/report.sh"

@@ -17,6 +17,9 @@
  * losses follow the teacher's outputs): Z = P; ATSS's positives are the student's (one
  * anchor per location in both); a RetinaNet teacher's lw_a = 1 on every valid anchor (the
  * student has no MaxIoU ignore band). Anchors and box coder are the teacher's.
+ * Prediction mimicking of an ATSS teacher by a GFL student (d->src_rc != d->RC): the source
+ * box is decoded from the student's own side distributions (kd_giou_dist_delta_level), and
+ * there is no centerness KD (the student has none); Z = P.
  * (Unlike GFL's KL term, the box KD is normalised by Z, not by the weight sum.) Gradients go
  * to d->dc, d->dr and d->dctr; distill.c routes them (through the teacher's layers for
  * crosskd, onto the student's outputs for pred_mimic).
@@ -59,16 +62,20 @@ void kd_delta_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, double P
         size_t hw = (size_t)d->g.h[l] * d->g.w[l], rows = (size_t)n * hw * A;
         kd_kd_level lv = {n, d->g.h[l], d->g.w[l], d->vh[l], d->vw[l]};
         float *lw = kd_hbuf_get(&d->lw_buf, rows), *r = kd_hbuf_get(&d->r[l], rows);
-        uint8_t *pos = d->has_ctr ? (uint8_t *)kd_hbuf_get(&d->pos_mask, ((size_t)n * hw + 3) / 4 + 1) : NULL;
+        uint8_t *pos = d->src_ctr ? (uint8_t *)kd_hbuf_get(&d->pos_mask, ((size_t)n * hw + 3) / 4 + 1) : NULL;
         level_weights(d, n, l, ls, lw, pos);
         kd_teacher_score_anchor_level(&lv, A, d->K, d->tc[l].p, lw, r);
         if (d->w_cls != 0)
             out->loss_cls_kd += kd_kdqfl_anchor_level(&lv, A, d->K, d->sc[l].p, d->tc[l].p, lw, d->beta, d->w_cls * zs,
                                                       d->dc[l].p);
-        if (d->w_reg != 0)
+        if (d->w_reg != 0 && d->src_rc != d->RC)
+            out->loss_reg_kd +=
+                kd_giou_dist_delta_level(&lv, d->R1, (float)d->g.stride[l], d->g.half_w[l][0], d->g.half_h[l][0],
+                                         d->stds, d->sr[l].p, d->tr[l].p, r, d->w_reg * zs, d->dr[l].p);
+        else if (d->w_reg != 0)
             out->loss_reg_kd += kd_giou_delta_level(&lv, A, (float)d->g.stride[l], d->g.half_w[l], d->g.half_h[l],
                                                     d->stds, d->sr[l].p, d->tr[l].p, r, d->w_reg * zs, d->dr[l].p);
-        if (d->type == KD_DET_ATSS && d->w_ctr != 0 && ls)
+        if (d->type == KD_DET_ATSS && d->src_ctr && d->w_ctr != 0 && ls)
             out->loss_center_kd +=
                 kd_bce_pos_level(&lv, pos, d->sctr[l].p, d->tctr[l].p, d->w_ctr * zs, d->dctr[l].p);
     }

@@ -109,8 +109,11 @@ static kd_status check_pair(const kd_model_cfg *s, const kd_model_cfg *t, int me
                             kd_err *err)
 {
     const char *what = NULL;
-    if (t->bbox_head.type != s->bbox_head.type && method != KD_KD_CROSSKD)
-        what = "bbox_head.type (only crosskd, which runs the teacher's own head, takes a teacher of another head type)";
+    int mimic_atss = method == KD_KD_PRED_MIMIC && s->bbox_head.type == KD_DET_GFL && t->bbox_head.type == KD_DET_ATSS;
+    if (t->bbox_head.type != s->bbox_head.type && method != KD_KD_CROSSKD && !mimic_atss)
+        what = "bbox_head.type (crosskd, which runs the teacher's own head, takes a teacher of any other anchor-based "
+               "type; pred_mimic only an ATSS teacher of a GFL student: a RetinaNet teacher predicts 9 anchors per "
+               "location against the student's one, so there is no prediction to mimic one to one)";
     else if ((t->bbox_head.type == KD_DET_FCOS) != (s->bbox_head.type == KD_DET_FCOS))
         what = "bbox_head.type (an FCOS teacher or student pairs only with FCOS: points, not anchors)";
     else if (t->bbox_head.num_classes != s->bbox_head.num_classes) what = "bbox_head.num_classes";
@@ -207,6 +210,9 @@ kd_status kd_distiller_create(const kd_backend *be, const kd_config *cfg, const 
     d->RC = th->reg_c;
     d->CC = th->cls_c;
     d->has_ctr = th->ctr_tower >= 0;
+    int mimic_other = d->method != KD_KD_CROSSKD && d->stype != d->type; /* the student's own outputs, another type */
+    d->src_rc = mimic_other ? student->head.reg_c : d->RC;
+    d->src_ctr = d->has_ctr && (d->method == KD_KD_CROSSKD || student->head.ctr_tower >= 0);
     for (int k = 0; k < 4; k++) d->stds[k] = (float)d->tcfg->model.bbox_head.target_stds.v[k];
     static const char *const what[] = {"", "CrossKD", "prediction mimicking", "LD", "PKD", "RM+PFI", "BCKD"};
     KD_INFO("distillation: %s%s, teacher %s ResNet-%lld from %s (%s), %zu parameters, activations %.1f MiB",
@@ -246,7 +252,7 @@ const float *kd_distiller_cross(const kd_distiller *d, int level, int tower)
 
 int kd_distiller_has_center_kd(const kd_distiller *d)
 {
-    return d->type == KD_DET_ATSS && (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC);
+    return d->type == KD_DET_ATSS && d->src_ctr && (d->method == KD_KD_CROSSKD || d->method == KD_KD_PRED_MIMIC);
 }
 
 const float *kd_distiller_cross_ctr(const kd_distiller *d, int level)
@@ -313,8 +319,8 @@ void kd_distill_zero_grads(kd_distiller *d, int n)
     for (int l = 0; l < d->L; l++) {
         size_t hw = (size_t)d->g.h[l] * d->g.w[l];
         memset(kd_hbuf_get(&d->dc[l], (size_t)n * d->CC * hw), 0, (size_t)n * d->CC * hw * sizeof(float));
-        memset(kd_hbuf_get(&d->dr[l], (size_t)n * d->RC * hw), 0, (size_t)n * d->RC * hw * sizeof(float));
-        if (d->has_ctr) memset(kd_hbuf_get(&d->dctr[l], (size_t)n * hw), 0, (size_t)n * hw * sizeof(float));
+        memset(kd_hbuf_get(&d->dr[l], (size_t)n * d->src_rc * hw), 0, (size_t)n * d->src_rc * hw * sizeof(float));
+        if (d->src_ctr) memset(kd_hbuf_get(&d->dctr[l], (size_t)n * hw), 0, (size_t)n * hw * sizeof(float));
     }
 }
 

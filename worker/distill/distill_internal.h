@@ -57,7 +57,12 @@ struct kd_distiller {
     int RC;      /* reg channels: GFL 4 (reg_max + 1), ATSS 4 deltas, RetinaNet 4 A */
     int has_ctr; /* the heads have a centerness output (ATSS) */
     int type;    /* kd_detector of the teacher's head: the KD losses follow its outputs */
-    int stype;   /* the student's (differs only for crosskd, paper Table 7) */
+    int stype;   /* the student's (differs for crosskd and, GFL student / ATSS teacher, for
+                  * pred_mimic: paper Table 7) */
+    int src_rc;  /* reg channels of the source predictions: RC, except for prediction mimicking
+                  * across head types (the student's own GFL distributions) */
+    int src_ctr; /* the source predictions have a centerness (ATSS teacher and ATSS student
+                  * or cross-head) */
     const kd_image_gt *gts; /* the batch of the last kd_distiller_forward */
     kd_level_geom g;
     /* per level: valid extents per image, host copies (teacher, source predictions) and the
@@ -80,10 +85,10 @@ struct kd_distiller {
     float grad_scale; /* loss scaling: every KD gradient is multiplied by it (1 = none) */
 };
 
-/* Elements of the prediction of tower t of a batch of n images on a level of hw positions. */
+/* Elements of the source prediction of tower t of a batch of n images on a level of hw positions. */
 static inline size_t kd_distill_pred_elems(const kd_distiller *d, int n, int t, size_t hw)
 {
-    return (size_t)n * (t == KD_TOWER_CLS ? d->CC : d->RC) * hw;
+    return (size_t)n * (t == KD_TOWER_CLS ? d->CC : d->src_rc) * hw;
 }
 
 /* distill.c: copy a level's (N, C, H, W) device tensor to a host buffer. */

@@ -91,6 +91,26 @@ static void integral(const float *x, size_t base, size_t hw, int R1, float *q, f
     }
 }
 
+/* w * (1 - GIoU(box(x at base), bt)) of one position, the source box decoded from its side
+ * distributions around (cx, cy) (stride units; q: 4 x R1 scratch); dx += g * d/dx through
+ * the decode and the integral, g = scale * w. */
+static double giou_dist_row(const float *x, size_t base, size_t hw, int R1, float cx, float cy, const float *bt,
+                            float wa, double scale, float *q, float *dx)
+{
+    float ds[4], db[4];
+    integral(x, base, hw, R1, q, ds);
+    float bs[4] = {cx - ds[0], cy - ds[1], cx + ds[2], cy + ds[3]};
+    double v = (double)wa * kd_giou_elem(bs, bt, db);
+    if (!dx) return v;
+    float dd[4] = {-db[0], -db[1], db[2], db[3]};
+    for (int s = 0; s < 4; s++) {
+        float g = (float)(scale * wa) * dd[s];
+        for (int j = 0; j < R1; j++) /* d E / d z_j = q_j (j - E) */
+            dx[base + (size_t)(s * R1 + j) * hw] += g * q[s * R1 + j] * ((float)j - ds[s]);
+    }
+    return v;
+}
+
 double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const float *t,
                           const float *w, double scale, float *dx)
 {
@@ -104,21 +124,34 @@ double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const f
                 size_t pos = (size_t)y * lv->W + xx, base = (size_t)i * 4 * R1 * hw + pos;
                 float wa = w[(size_t)i * hw + pos];
                 if (wa == 0.0f) continue;
-                float ds[4], dt[4];
-                integral(x, base, hw, R1, qs, ds);
+                float dt[4], cx = (float)xx, cy = (float)y;
                 integral(t, base, hw, R1, qt, dt);
-                float cx = (float)xx, cy = (float)y;
-                float bs[4] = {cx - ds[0], cy - ds[1], cx + ds[2], cy + ds[3]};
                 float bt[4] = {cx - dt[0], cy - dt[1], cx + dt[2], cy + dt[3]};
-                float db[4];
-                sum += (double)wa * kd_giou_elem(bs, bt, db);
-                if (!dx) continue;
-                float dd[4] = {-db[0], -db[1], db[2], db[3]};
-                for (int s = 0; s < 4; s++) {
-                    float g = (float)(scale * wa) * dd[s];
-                    for (int j = 0; j < R1; j++) /* d E / d z_j = q_j (j - E) */
-                        dx[base + (size_t)(s * R1 + j) * hw] += g * qs[s * R1 + j] * ((float)j - ds[s]);
-                }
+                sum += giou_dist_row(x, base, hw, R1, cx, cy, bt, wa, scale, qs, dx);
+            }
+    return sum * scale;
+}
+
+double kd_giou_dist_delta_level(const kd_kd_level *lv, int R1, float stride, float half_w, float half_h,
+                                const float *stds, const float *x, const float *t, const float *w, double scale,
+                                float *dx)
+{
+    size_t hw = (size_t)lv->H * lv->W;
+    float qs[4 * 64];
+    if (R1 > 64) return NAN;
+    double sum = 0;
+    for (int i = 0; i < lv->N; i++)
+        for (int y = 0; y < lv->H; y++)
+            for (int xx = 0; xx < lv->W; xx++) {
+                size_t pos = (size_t)y * lv->W + xx;
+                float wa = w[(size_t)i * hw + pos];
+                if (wa == 0.0f) continue;
+                float cx = (float)xx, cy = (float)y, dt[4], bt[4];
+                float an[4] = {cx * stride - half_w, cy * stride - half_h, cx * stride + half_w, cy * stride + half_h};
+                for (int k = 0; k < 4; k++) dt[k] = t[(size_t)i * 4 * hw + (size_t)k * hw + pos];
+                kd_delta_decode(an, dt, stds, bt);
+                for (int k = 0; k < 4; k++) bt[k] /= stride; /* GIoU is scale-free: compare in stride units */
+                sum += giou_dist_row(x, (size_t)i * 4 * R1 * hw + pos, hw, R1, cx, cy, bt, wa, scale, qs, dx);
             }
     return sum * scale;
 }

@@ -136,6 +136,15 @@ double kd_kl_reg_level(const kd_kd_level *lv, int R1, const float *x, const floa
 double kd_giou_dist_level(const kd_kd_level *lv, int R1, const float *x, const float *t,
                           const float *w, double scale, float *dx);
 
+/* The same with a delta-coded teacher of one anchor per location (an ATSS teacher of a GFL
+ * student, prediction mimicking across head types): the teacher box is t's deltas (layout
+ * N, 4, H, W) decoded (kd_delta_decode, stds) at the anchor of centre (x stride, y stride)
+ * and half-extents half_w, half_h (pixels); the source box is x's side distributions around
+ * the same centre. */
+double kd_giou_dist_delta_level(const kd_kd_level *lv, int R1, float stride, float half_w, float half_h,
+                                const float *stds, const float *x, const float *t, const float *w, double scale,
+                                float *dx);
+
 /* Anchor-row loops (A anchors per location: row (i, pos, a) has weight index
  * (i*H*W + pos)*A + a and its K class channels a*K.., its 4 deltas a*4..). */
 

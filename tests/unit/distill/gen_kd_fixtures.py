@@ -22,6 +22,9 @@ ref_kd.py (float64 reference, float32 weights):
   kd_atss_pm.expected.safetensors     the same ATSS KD losses on the student's own outputs
   kd_x_{atss,retina}.expected         CrossKD of the GFL student through the ATSS / RetinaNet teacher
                                       (paper Table 7): the teacher type's KD losses, / P
+  kd_x_atss_pm.expected               prediction mimicking of the ATSS teacher by the GFL student
+                                      (Table 7's "KD"): KD-QFL and GIoU box KD (integral-decoded
+                                      student boxes), / P; loss_center_kd 0
   kd_fcos_i2 / kd_fcos_pm             CrossKD (i 2) / prediction mimicking between tiny FCOSs: KD-QFL
                                       (0.4) and -log IoU box KD (0.75) on every point, / D
   kd_retina_*                         the same for tiny RetinaNets (9 anchors, KD-QFL on the
@@ -210,9 +213,10 @@ def main_atss(batch):
     run_delta(s, sw, t, tw, batch, 3, True, 'kd_atss_pm')
 
 
-def run_cross_type(scfg, sw, tcfg, tw, batch, idx, name):
+def run_cross_type(scfg, sw, tcfg, tw, batch, idx, name, mimic=False):
     """CrossKD of a GFL student through a teacher of another head type (paper Table 7): the
-    cross-head runs the teacher's own head, the KD losses are its type's; Z = P."""
+    cross-head runs the teacher's own head, the KD losses are its type's; Z = P. mimic (ATSS
+    teacher only): prediction mimicking, the student's own outputs against the teacher's."""
     p = params_of(sw, scfg, True)
     tp = params_of(tw, tcfg, False)
     img = torch.from_numpy(batch['img']).double()
@@ -220,13 +224,20 @@ def run_cross_type(scfg, sw, tcfg, tw, batch, idx, name):
     gts = [(torch.from_numpy(batch['gt_bboxes.%d' % i]), torch.from_numpy(batch['gt_labels.%d' % i]))
            for i in range(2)]
     tctr = [] if tcfg['head'] == 'atss' else None
+    hold = -1 if mimic else idx
     with torch.no_grad():
-        tcls, treg, theld = R.forward(tp, tcfg, img, idx, tctr)
-    cls, reg, held = R.forward(p, scfg, img, idx)
+        tcls, treg, theld = R.forward(tp, tcfg, img, hold, tctr)
+    cls, reg, held = R.forward(p, scfg, img, hold)
     det, labels = R.gfl_loss(scfg, cls, reg, shapes, gts)
     P = float(sum(int((l >= 0).sum()) for l in labels))
     sizes = [(c.shape[2], c.shape[3]) for c in cls]
-    if tcfg['head'] == 'atss':
+    if mimic:
+        masks = K.valid_masks(scfg, sizes, shapes, img.dtype)
+        X = []
+        cls_kd, reg_kd = K.gfl_mimic_atss_kd_losses(scfg, tcfg, list(zip(cls, reg)), list(zip(tcls, treg, tctr)),
+                                                    masks, P)
+        ctr_kd = cls_kd * 0
+    elif tcfg['head'] == 'atss':
         masks = K.valid_masks(scfg, sizes, shapes, img.dtype)
         X = K.cross_head_atss(tp, tcfg, held, theld, idx)
         cls_kd, reg_kd, ctr_kd = K.atss_kd_losses(tcfg, X, list(zip(tcls, treg, tctr)), masks, labels, P)
@@ -287,6 +298,8 @@ def main_cross_type(batch, s, sw):
         tcfg = ATSS_T if tname == 'atss' else RETINA_T
         tw = R.st_read(os.path.join(OUT, 'kd_%s_teacher.weights.safetensors' % tname))
         run_cross_type(s, sw, tcfg, tw, batch, 3, 'kd_x_' + tname)
+        if tname == 'atss':
+            run_cross_type(s, sw, tcfg, tw, batch, 3, 'kd_x_atss_pm', mimic=True)
 
 
 def main_retina(batch):

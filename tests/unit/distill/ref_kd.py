@@ -25,6 +25,9 @@ kd-methods.md §6), built on tests/unit/model/ref_gfl.py (imported as a module, 
   rm_pfi_losses(...)   Rank Mimicking (KL between softmaxes of the GT-class probabilities over
                        each GT's ATSS positives, / GTs per image, mean over images with GTs) and
                        PFI (mean over positions of detached P_dif * F_dif, mean over levels)
+  gfl_mimic_atss_kd_losses(...)  a GFL student mimicking an ATSS teacher (Table 7's "KD"):
+                       KD-QFL, and GIoU box KD between the student's integral-decoded boxes and
+                       the teacher's delta-decoded ones, both / (P + eps); no centerness KD
   conflict_counts(...) paper Fig. 3: valid anchors where some class has |sigma(t) - y| > thr
                        (y the one-hot of the student's ATSS label), and the positive anchors
 Gradients come from autograd: the teacher's tensors never require grad, so the KD gradient
@@ -288,6 +291,35 @@ def atss_kd_losses(cfg, X, T, masks, labels, P, w_cls=1.0, beta=1.0, w_reg=1.0, 
         xs, ts = xt.permute(0, 2, 3, 1).reshape(-1), tt.permute(0, 2, 3, 1).reshape(-1)
         ctr_kd = ctr_kd + F.binary_cross_entropy_with_logits(xs[pos], ts[pos].sigmoid(), reduction='sum')
     return (w_cls * cls_kd / (P + EPS32), w_reg * reg_kd / (P + EPS32), w_ctr * ctr_kd / (P + EPS32))
+
+
+def gfl_mimic_atss_kd_losses(scfg, tcfg, X, T, masks, P, w_cls=1.0, beta=1.0, w_reg=1.0):
+    """Prediction mimicking of an ATSS teacher by a GFL student (paper Table 7, "KD" row).
+    X: [(cls, side distributions)] of the student's own head, T: [(cls, deltas, centerness)]
+    of the teacher. KD-QFL over valid anchors / (P + eps); r_a (1 - GIoU) between the
+    student's box (the integral of each side's distribution, times the stride, around the
+    anchor centre) and the teacher's delta-decoded box at its anchor (pixels), r_a =
+    sigmoid(max_c Tc) on valid anchors, / (P + eps); no centerness KD (the student has none)."""
+    import ref_atss as RA
+    R1 = scfg['reg_max'] + 1
+    sizes = [(x[0].shape[2], x[0].shape[3]) for x in X]
+    anchors, _ = R.anchors_and_valid(tcfg, sizes, (1 << 30, 1 << 30))
+    cls_kd = reg_kd = 0
+    o = 0
+    for l, ((xc, xr), (tc, tr, _), m) in enumerate(zip(X, T, masks)):
+        N, _, H, W = xr.shape
+        n = H * W
+        anc = anchors[o:o + n].repeat(N, 1)
+        o += n
+        stride = tcfg['strides'][l]
+        cls_kd = cls_kd + (kd_qfl(xc, tc, beta).sum(1) * m).sum()
+        r = (torch.sigmoid(tc.max(1)[0]) * m).reshape(-1)
+        bs = decode(xr, R1) * stride
+        bt = RA.delta_decode(anc, tr.permute(0, 2, 3, 1).reshape(-1, 4), tcfg['stds'])
+        keep = r > 0
+        giou = R.aligned_overlaps(bs[keep], bt[keep], 'giou')
+        reg_kd = reg_kd + (r[keep] * (1 - giou)).sum()
+    return w_cls * cls_kd / (P + EPS32), w_reg * reg_kd / (P + EPS32)
 
 
 # ---------------------------------------------------------------- RetinaNet (crosskd.md §6.1)

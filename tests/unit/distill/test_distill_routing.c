@@ -320,11 +320,16 @@ static void errors(void)
     expect_create_error(NULL, 0, NULL, "teacher_ckpt");
     const char *wide[] = {"model.bbox_head.feat_channels=16"};
     expect_create_error(wide, 1, tw, "feat_channels");
-    /* a teacher of another head type: crosskd only (its cross-head runs the teacher's head) */
-    char aw[1024];
+    /* a teacher of another head type: crosskd (its cross-head runs the teacher's head), and
+     * pred_mimic of an ATSS teacher (one anchor per location, like the GFL student); not
+     * pred_mimic of a RetinaNet teacher (9 anchors per location) nor any other method */
+    char aw[1024], rw[1024];
     snprintf(aw, sizeof aw, "%s/kd_atss_teacher.weights.safetensors", dir);
-    const char *xt[] = {"model.kd_cfg.method=pred_mimic", "teacher_config=kd_atss_teacher.yaml"};
-    expect_create_error(xt, 2, aw, "bbox_head.type");
+    snprintf(rw, sizeof rw, "%s/kd_retina_teacher.weights.safetensors", dir);
+    const char *xt[] = {"model.kd_cfg.method=pred_mimic", "teacher_config=kd_retina_teacher.yaml"};
+    expect_create_error(xt, 2, rw, "bbox_head.type");
+    const char *xb[] = {"model.kd_cfg.method=bckd", "teacher_config=kd_atss_teacher.yaml"};
+    expect_create_error(xb, 2, aw, "bbox_head.type");
     /* ATSS and RetinaNet students: crosskd and pred_mimic only */
     const char *ld[] = {"model.type=ATSS", "model.bbox_head.type=ATSSHead", "model.kd_cfg.method=ld"};
     expect_create_error(ld, 3, tw, "only crosskd and pred_mimic");
