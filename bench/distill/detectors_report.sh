@@ -121,18 +121,7 @@ kd_detectors_report_write() {
     echo "### Figures"
     echo
     kd_det_figures
-    echo "### Runs: wall time and load"
-    echo
-    kd_report_timing
-    echo
-    echo "### Versions"
-    echo
-    kd_report_versions
-    echo
-    echo "### Commands"
-    echo
-    kd_report_commands
-    echo
+    kd_report_appendix
     echo "<!-- detectors:end -->"
   } > "$block"
   kd_det_summary_table

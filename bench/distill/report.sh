@@ -214,6 +214,21 @@ kd_report_conflict_sweep() { # Fig. 3: the conflict ratio of this teacher at sev
   done
 }
 
+kd_report_appendix() { # the sections both reports end with: run timings, versions, exact commands
+  echo "### Runs: wall time and load"
+  echo
+  kd_report_timing
+  echo
+  echo "### Versions"
+  echo
+  kd_report_versions
+  echo
+  echo "### Commands"
+  echo
+  kd_report_commands
+  echo
+}
+
 kd_report_write() {
   [ -d "$root" ] || { echo "nothing to report: $root does not exist" >&2; return 1; }
   kd_report_collect
@@ -248,18 +263,7 @@ kd_report_write() {
     echo "### Figures"
     echo
     kd_report_figures
-    echo "### Runs: wall time and load"
-    echo
-    kd_report_timing
-    echo
-    echo "### Versions"
-    echo
-    kd_report_versions
-    echo
-    echo "### Commands"
-    echo
-    kd_report_commands
-    echo
+    kd_report_appendix
     echo "<!-- generated:end -->"
   } > "$block"
   kd_report_method_table
