@@ -8,9 +8,8 @@
  *                      summed (class_reduction 'sum') or averaged ('mean', LD), with its
  *                      gradient T * (q - p) (/ cols for 'mean'); a teacher probability of
  *                      0 contributes 0 (PyTorch's xlogy).
- *   kd_giou_elem       1 - GIoU(p, t) of two xyxy boxes (MMDetection's GIoULoss, eps 1e-6
- *                      on union and enclosing area) with its gradient in p; min/max ties
- *                      split the gradient in half, clamped quantities pass none (PyTorch).
+ *   (kd_giou_elem, 1 - GIoU with its gradient, is kernels/kd_giou.h: the detection losses
+ *   use it too.)
  * Level loops (host, kd_losses.c) over the head-output layout (N, C, H, W): anchor a of
  * image i at position (y, x) is row (i, y, x) with one column per channel (crosskd.md §5
  * flattening); `valid` is the per-image, per-position label weight (1 valid, 0 padding).
@@ -23,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kd_giou.h"
 #include "kernels/kd_math.h"
 
 /* Loss and d/dx of BCE(x, t) * |sigma(x) - t|^beta. */
@@ -58,54 +58,6 @@ KD_HD float kd_kl_row(const float *x, const float *t, size_t stride, int cols, f
         if (dx) dx[j * stride] += g * red * T * (expf(lq[j]) - p);
     }
     return T * T * kl * red;
-}
-
-/* d/da and d/db of min(a, b) (take_min) or max(a, b), with PyTorch's half-split on ties. */
-KD_HD void kd_minmax_grad(float a, float b, int take_min, float g, float *da, float *db)
-{
-    if (a == b) {
-        *da += 0.5f * g;
-        *db += 0.5f * g;
-    } else if ((a < b) == (take_min != 0)) {
-        *da += g;
-    } else {
-        *db += g;
-    }
-}
-
-/* 1 - GIoU(p, t) (xyxy); dp[0..3] = d(1 - GIoU)/dp (t is constant). */
-KD_HD float kd_giou_elem(const float *p, const float *t, float *dp)
-{
-    const float eps = 1e-6f;
-    float ap = (p[2] - p[0]) * (p[3] - p[1]), at = (t[2] - t[0]) * (t[3] - t[1]);
-    float ix0 = fmaxf(p[0], t[0]), iy0 = fmaxf(p[1], t[1]), ix1 = fminf(p[2], t[2]), iy1 = fminf(p[3], t[3]);
-    float iw = fmaxf(ix1 - ix0, 0.0f), ih = fmaxf(iy1 - iy0, 0.0f), ov = iw * ih;
-    float un_raw = ap + at - ov, un = fmaxf(un_raw, eps);
-    float ex0 = fminf(p[0], t[0]), ey0 = fminf(p[1], t[1]), ex1 = fmaxf(p[2], t[2]), ey1 = fmaxf(p[3], t[3]);
-    float ew = fmaxf(ex1 - ex0, 0.0f), eh = fmaxf(ey1 - ey0, 0.0f), en_raw = ew * eh, en = fmaxf(en_raw, eps);
-    float giou = ov / un - (en - un) / en;
-    /* L = 1 - giou; dL/dov, dL/dun, dL/den */
-    float dun = un_raw > eps ? -(-ov / (un * un) + 1.0f / en) : 0.0f;
-    float dov = -(1.0f / un) - dun;           /* un = ap + at - ov */
-    float den = en_raw > eps ? un / (en * en) : 0.0f;
-    float dap = dun;
-    float tmp[4] = {0, 0, 0, 0}, dummy = 0;
-    dp[0] = -dap * (p[3] - p[1]);
-    dp[2] = dap * (p[3] - p[1]);
-    dp[1] = -dap * (p[2] - p[0]);
-    dp[3] = dap * (p[2] - p[0]);
-    float diw = iw > 0.0f ? dov * ih : 0.0f, dih = ih > 0.0f ? dov * iw : 0.0f;
-    kd_minmax_grad(p[2], t[2], 1, diw, &tmp[2], &dummy);
-    kd_minmax_grad(p[0], t[0], 0, -diw, &tmp[0], &dummy);
-    kd_minmax_grad(p[3], t[3], 1, dih, &tmp[3], &dummy);
-    kd_minmax_grad(p[1], t[1], 0, -dih, &tmp[1], &dummy);
-    float dew = ew > 0.0f ? den * eh : 0.0f, deh = eh > 0.0f ? den * ew : 0.0f;
-    kd_minmax_grad(p[2], t[2], 0, dew, &tmp[2], &dummy);
-    kd_minmax_grad(p[0], t[0], 1, -dew, &tmp[0], &dummy);
-    kd_minmax_grad(p[3], t[3], 0, deh, &tmp[3], &dummy);
-    kd_minmax_grad(p[1], t[1], 1, -deh, &tmp[1], &dummy);
-    for (int k = 0; k < 4; k++) dp[k] += tmp[k];
-    return 1.0f - giou;
 }
 
 /* Geometry of one level for the loops: N images of H x W positions, and per image the valid

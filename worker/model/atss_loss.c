@@ -20,6 +20,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/kd_giou.h"
 #include "kernels/kd_math.h"
 
 /* |log(16/1000)|: MMDetection's wh_ratio_clip bound on dw, dh. */
@@ -104,7 +105,7 @@ static void atss_positives(kd_det_loss *ls, const kd_model *m, int l, double wb,
             for (int k = 0; k < 4; k++) d[k] = ls->reg[l][kd_loss_at(g, l, 4, i, k, a)];
             kd_delta_decode(an, d, stds, box);
             float w = ls->wt[ia];
-            *sb += (double)w * kd_loss_giou_grad(box, tg, dbox);
+            *sb += (double)w * kd_giou_elem(box, tg, dbox);
             for (int k = 0; k < 4; k++) dbox[k] *= w;
             kd_delta_decode_bwd(an, d, stds, dbox, dd);
             for (int k = 0; k < 4; k++) ls->dreg[l][kd_loss_at(g, l, 4, i, k, a)] = (float)(gs * wb * dd[k]);

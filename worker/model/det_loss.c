@@ -8,7 +8,7 @@
  *            (MMDetection 3's SamplingResult.num_pos);
  *   compute: dispatches to the head's loss (gfl_loss.c, atss_loss.c), then writes the
  *            gradients to the model's d_cls / d_reg / d_ctr.
- * Also the box helpers the heads share: GIoU loss with its gradient and the aligned IoU.
+ * Also the aligned IoU the heads share (the GIoU loss with its gradient is kernels/kd_giou.h).
  */
 #include "worker/model/det_loss_internal.h"
 
@@ -201,44 +201,6 @@ void kd_det_loss_compute(kd_det_loss *ls, kd_model *m, double P, double W, doubl
         if (h->ctr_tower >= 0)
             be->copy_from_host(be, m->d_ctr[l], ls->dctr[l], N * h->A * hw * sizeof(float));
     }
-}
-
-/* d/dx of max(a, b) for the a side: 1, 0, or 1/2 on ties (PyTorch maximum/minimum). */
-static inline float sel(float a, float b, int want_max)
-{
-    if (a == b) return 0.5f;
-    return want_max ? (a > b) : (a < b);
-}
-
-float kd_loss_giou_grad(const float *p, const float *t, float *dp)
-{
-    const float eps = 1e-6f;
-    float ap = (p[2] - p[0]) * (p[3] - p[1]), at_ = (t[2] - t[0]) * (t[3] - t[1]);
-    float ltx = fmaxf(p[0], t[0]), lty = fmaxf(p[1], t[1]);
-    float rbx = fminf(p[2], t[2]), rby = fminf(p[3], t[3]);
-    float wx = rbx - ltx, wy = rby - lty;
-    float cwx = wx < 0 ? 0 : wx, cwy = wy < 0 ? 0 : wy;
-    float ov = cwx * cwy, un_raw = ap + at_ - ov, un = un_raw < eps ? eps : un_raw;
-    float ex1 = fminf(p[0], t[0]), ey1 = fminf(p[1], t[1]), ex2 = fmaxf(p[2], t[2]), ey2 = fmaxf(p[3], t[3]);
-    float ewx = ex2 - ex1, ewy = ey2 - ey1;
-    float cex = ewx < 0 ? 0 : ewx, cey = ewy < 0 ? 0 : ewy;
-    float en_raw = cex * cey, en = en_raw < eps ? eps : en_raw;
-    float giou = ov / un - (en - un) / en;
-    /* L = 1 - giou: dL/dov = -1/un, dL/dun = ov/un^2 - 1/en, dL/den = un/en^2 */
-    float dov = -1.0f / un, dun = ov / (un * un) - 1.0f / en, den = un / (en * en);
-    if (un_raw < eps) dun = 0; /* clamped (PyTorch's max(union, eps) passes to the larger) */
-    if (en_raw < eps) den = 0;
-    float dap = dun;
-    dov += -dun;
-    float dcwx = dov * cwy, dcwy = dov * cwx;
-    float dwx = wx >= 0 ? dcwx : 0, dwy = wy >= 0 ? dcwy : 0;
-    float dcex = den * cey, dcey = den * cex;
-    float dewx = ewx >= 0 ? dcex : 0, dewy = ewy >= 0 ? dcey : 0;
-    dp[0] = -dap * (p[3] - p[1]) - dwx * sel(p[0], t[0], 1) - dewx * sel(p[0], t[0], 0);
-    dp[2] = dap * (p[3] - p[1]) + dwx * sel(p[2], t[2], 0) + dewx * sel(p[2], t[2], 1);
-    dp[1] = -dap * (p[2] - p[0]) - dwy * sel(p[1], t[1], 1) - dewy * sel(p[1], t[1], 0);
-    dp[3] = dap * (p[2] - p[0]) + dwy * sel(p[3], t[3], 0) + dewy * sel(p[3], t[3], 1);
-    return 1.0f - giou;
 }
 
 float kd_loss_iou_aligned(const float *p, const float *t)

@@ -48,8 +48,6 @@ static inline size_t kd_loss_at_a(const kd_level_geom *g, int l, int Cpa, int i,
     return ((size_t)i * A * Cpa + (rr % A) * Cpa + c) * hw + rr / A;
 }
 
-/* 1 - GIoU(p, t) and its gradient w.r.t. p (dp, 4), eps 1e-6 (MMDetection GIoULoss). */
-float kd_loss_giou_grad(const float *p, const float *t, float *dp);
 /* Aligned IoU, union clamped to >= 1e-6. */
 float kd_loss_iou_aligned(const float *p, const float *t);
 

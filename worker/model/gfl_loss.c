@@ -17,6 +17,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/kd_giou.h"
 #include "kernels/kd_math.h"
 
 void kd_det_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, double grad_scale,
@@ -58,7 +59,7 @@ void kd_det_loss_levels(kd_det_loss *ls, const kd_model *m, double P, double W, 
                 float w = ls->wt[ia];
                 ls->score[ia] = kd_loss_iou_aligned(box, tb);
                 float dbox[4];
-                float lg = kd_loss_giou_grad(box, tb, dbox);
+                float lg = kd_giou_elem(box, tb, dbox);
                 sb += (double)w * lg;
                 float ddist[4] = {-dbox[0], -dbox[1], dbox[2], dbox[3]};
                 float t4[4] = {px - tb[0], py - tb[1], tb[2] - px, tb[3] - py};
