@@ -14,11 +14,7 @@
  *                 / (4 + eps) / R,   r_a = max_c sigma(Tc) on valid anchors, R = sum_a r_a
  * with eps = FLT_EPSILON, P the reduced QFL normaliser and R local (0 when R is 0).
  *
- * Conflict ratio (paper Fig. 3, log_conflict_ratio): over this rank's valid anchors, an
- * anchor is a target conflict when some class c has |sigma(Tc) - y_c| > conflict_threshold,
- * with y_c = 1 for the class of an anchor the student's ATSS assigned positive and 0
- * otherwise; the ratio is conflicting anchors / positive anchors (the trainer sums both
- * counts over ranks before dividing).
+ * Conflict ratio (paper Fig. 3, log_conflict_ratio): conflict.c.
  */
 #include "worker/distill/distill_internal.h"
 
@@ -288,32 +284,6 @@ static void prepare(kd_distiller *d, const kd_model *st, const kd_image_gt *gts)
     }
 }
 
-static void conflict_counts(const kd_distiller *d, int n, const kd_det_loss *ls, kd_distill_terms *out)
-{
-    double conflicts = 0, positives = 0;
-    for (int i = 0; i < n; i++) {
-        const int *label = kd_det_loss_assigned(ls, i);
-        for (int l = 0; l < d->L; l++) {
-            size_t hw = (size_t)d->g.h[l] * d->g.w[l];
-            for (int y = 0; y < d->vh[l][i]; y++)
-                for (int x = 0; x < d->vw[l][i]; x++) {
-                    size_t pos = (size_t)y * d->g.w[l] + x;
-                    int lab = label[d->g.off[l] + pos];
-                    positives += lab >= 0;
-                    for (int c = 0; c < d->K; c++) {
-                        float t = kd_sigmoid(d->tc[l].p[((size_t)i * d->K + c) * hw + pos]);
-                        if (fabsf(t - (c == lab ? 1.0f : 0.0f)) > d->conflict_thr) {
-                            conflicts++;
-                            break;
-                        }
-                    }
-                }
-        }
-    }
-    out->conflicts = conflicts;
-    out->positives = positives;
-}
-
 void kd_distill_zero_grads(kd_distiller *d, int n)
 {
     for (int l = 0; l < d->L; l++) {
@@ -386,7 +356,7 @@ void kd_distiller_compute(kd_distiller *d, kd_model *student, const kd_det_loss 
     if ((d->method == KD_KD_CROSSKD || d->method == KD_KD_PKD) && d->w_feat > 0)
         kd_pkd_compute(d, student, &out->loss_feat_kd);
     if (d->method == KD_KD_PKD || d->method == KD_KD_RM_PFI) route_feat_to_held(d, student);
-    if (d->log_conflict && ls) conflict_counts(d, student->n, ls, out);
+    if (d->log_conflict && ls) kd_conflict_counts(d, student, ls, out);
 }
 
 /* kd_model_backward plus the feature gradient added to the FPN-output gradients between

@@ -9,6 +9,7 @@
  *   rm_pfi.c      Rank Mimicking and Prediction-guided Feature Imitation
  *   delta_kd.c    CrossKD's / prediction mimicking's KD losses for ATSS and RetinaNet outputs
  *   fcos_kd.c     the same for FCOS outputs
+ *   conflict.c    the paper's Fig. 3 target-conflict counts (log_conflict_ratio)
  *   kd_losses.c   the loss loops (kd_losses.h)
  * Host arrays end in _h; device buffers are reached through the backend only.
  */
@@ -126,6 +127,10 @@ void kd_rm_pfi_compute(kd_distiller *d, const kd_model *st, kd_distill_terms *ou
 void kd_delta_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, double P, kd_distill_terms *out);
 /* fcos_kd.c: CrossKD's KD losses for FCOS (crosskd.md §6.3), / the student's D */
 void kd_fcos_kd_compute(kd_distiller *d, int n, const kd_det_loss *ls, kd_distill_terms *out);
+
+/* conflict.c: the paper's Fig. 3 counts (conflicting rows or locations, positives) into out */
+void kd_conflict_counts(const kd_distiller *d, const kd_model *student, const kd_det_loss *ls,
+                        kd_distill_terms *out);
 
 /* pkd.c: loss_feat_kd and d->feat_grad */
 void kd_pkd_compute(kd_distiller *d, const kd_model *st, double *loss);

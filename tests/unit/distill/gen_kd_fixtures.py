@@ -21,14 +21,16 @@ ref_kd.py (float64 reference, float32 weights):
                                       box KD (weight 1) and centerness KD (weight 1) terms, grads
   kd_atss_pm.expected.safetensors     the same ATSS KD losses on the student's own outputs
   kd_x_{atss,retina}.expected         CrossKD of the GFL student through the ATSS / RetinaNet teacher
-                                      (paper Table 7): the teacher type's KD losses, / P
+                                      (paper Table 7): the teacher type's KD losses, / P;
+                                      conflict.counts (per location for the RetinaNet teacher)
   kd_x_atss_pm.expected               prediction mimicking of the ATSS teacher by the GFL student
                                       (Table 7's "KD"): KD-QFL and GIoU box KD (integral-decoded
                                       student boxes), / P; loss_center_kd 0
   kd_fcos_i2 / kd_fcos_pm             CrossKD (i 2) / prediction mimicking between tiny FCOSs: KD-QFL
                                       (0.4) and -log IoU box KD (0.75) on every point, / D
   kd_retina_*                         the same for tiny RetinaNets (9 anchors, KD-QFL on the
-                                      label-weighted anchors, GIoU box KD, / the local avg_factor)
+                                      label-weighted anchors, GIoU box KD, / the local avg_factor);
+                                      kd_{atss,retina}_i3 also hold conflict.counts (per anchor row)
 
 Run with Debian's PyTorch: /usr/bin/python3 tests/unit/distill/gen_kd_fixtures.py [out_dir]
 """
@@ -175,11 +177,17 @@ def run_delta(scfg, sw, tcfg, tw, batch, idx, mimic, name):
         cls_kd, reg_kd, ctr_kd = K.atss_kd_losses(scfg, X, list(zip(tcls, treg, tctr)), masks, labels, P)
     total = det['loss'] + cls_kd + reg_kd + ctr_kd
     total.backward()
+    if not mimic and scfg['head'] != 'fcos':  # paper Fig. 3 counts at threshold 0.5
+        A = R.num_anchors(scfg)
+        counts = K.conflict_counts(scfg, tcls, labels, K.valid_masks(
+            scfg, [(c.shape[2], c.shape[3]) for c in cls], shapes, img.dtype), 0.5, A, A)
     exp = {'loss.loss_cls_kd': np.array(float(cls_kd), np.float32).reshape(()),
            'loss.loss_reg_kd': np.array(float(reg_kd), np.float32).reshape(()),
            'loss.loss_center_kd': np.array(float(ctr_kd), np.float32).reshape(()),
            'loss.loss_feat_kd': np.array(0.0, np.float32).reshape(()),
            'loss.loss': np.array(float(total), np.float32).reshape(())}
+    if not mimic and scfg['head'] != 'fcos':
+        exp['conflict.counts'] = np.array(counts, np.float32)
     if not mimic:
         for l, (xc, xr, xt) in enumerate(X):
             if l == 0:
@@ -253,6 +261,9 @@ def run_cross_type(scfg, sw, tcfg, tw, batch, idx, name, mimic=False):
            'loss.loss_reg_kd': np.array(float(reg_kd), np.float32).reshape(()),
            'loss.loss_feat_kd': np.array(0.0, np.float32).reshape(()),
            'loss.loss': np.array(float(total), np.float32).reshape(())}
+    if not mimic:  # paper Fig. 3 counts at threshold 0.5, per location for the RetinaNet teacher
+        exp['conflict.counts'] = np.array(K.conflict_counts(
+            tcfg, tcls, labels, K.valid_masks(scfg, sizes, shapes, img.dtype), 0.5, R.num_anchors(tcfg), 1), np.float32)
     if tctr is not None:
         exp['loss.loss_center_kd'] = np.array(float(ctr_kd), np.float32).reshape(())
     for l, x in enumerate(X):

@@ -29,7 +29,8 @@ kd-methods.md §6), built on tests/unit/model/ref_gfl.py (imported as a module, 
                        KD-QFL, and GIoU box KD between the student's integral-decoded boxes and
                        the teacher's delta-decoded ones, both / (P + eps); no centerness KD
   conflict_counts(...) paper Fig. 3: valid anchors where some class has |sigma(t) - y| > thr
-                       (y the one-hot of the student's ATSS label), and the positive anchors
+                       (y the one-hot of the student's label), and the positive anchors; per
+                       location when teacher and student have different anchors per location
 Gradients come from autograd: the teacher's tensors never require grad, so the KD gradient
 reaches the student only through the cross-head inputs (or, for prediction mimicking, its
 own outputs).
@@ -235,17 +236,32 @@ def rm_pfi_losses(cfg, S, T, sfeat, tfeat, img_shapes, gts, w_rm=4.0, w_pfi=1.5)
     return rm, w_pfi * pfi / len(S)
 
 
-def conflict_counts(cfg, tcls, labels, masks, thr):
+def conflict_counts(cfg, tcls, labels, masks, thr, A_t=1, A_s=1):
+    """Paper Fig. 3 counts over the valid locations (masks). tcls: the teacher's cls outputs
+    (N, A_t*K, H, W); labels: the student's per image, A_s rows per location (-1 background,
+    -2 MaxIoU's ignore band). Same A: per anchor row (ignored rows not counted); otherwise per
+    location, with the classes of any of its student rows as targets, a conflict when any
+    teacher anchor conflicts, positive when any student row is."""
     K = cfg['num_classes']
     conflicts, positives, o = 0, 0, 0
     for tc, m in zip(tcls, masks):
         N, _, H, W = tc.shape
-        lab = torch.stack([x[o:o + H * W].view(H, W) for x in labels])          # (N, H, W)
-        o += H * W
-        y = F.one_hot(lab.clamp(min=0), K).permute(0, 3, 1, 2).to(tc.dtype) * (lab >= 0)[:, None].to(tc.dtype)
-        conf = ((tc.sigmoid() - y).abs() > thr).any(1) & (m > 0)
-        conflicts += int(conf.sum())
-        positives += int(((lab >= 0) & (m > 0)).sum())
+        n = H * W * A_s
+        lab = torch.stack([x[o:o + n].view(H, W, A_s) for x in labels]).long()   # (N, H, W, A_s)
+        o += n
+        p = tc.sigmoid().view(N, A_t, K, H, W)
+        y = F.one_hot(lab.clamp(min=0), K).to(tc.dtype) * (lab >= 0)[..., None].to(tc.dtype)  # (N, H, W, A_s, K)
+        valid = m > 0
+        if A_t == A_s:
+            conf = ((p - y.permute(0, 3, 4, 1, 2)).abs() > thr).any(2)              # (N, A, H, W)
+            keep = valid[:, None] & (lab != -2).permute(0, 3, 1, 2)
+            conflicts += int((conf & keep).sum())
+            positives += int(((lab >= 0).permute(0, 3, 1, 2) & valid[:, None]).sum())
+        else:
+            yl = y.amax(3).permute(0, 3, 1, 2)[:, None]                              # (N, 1, K, H, W)
+            conf = ((p - yl).abs() > thr).any(2).any(1)                              # (N, H, W)
+            conflicts += int((conf & valid).sum())
+            positives += int(((lab >= 0).any(3) & valid).sum())
     return conflicts, positives
 
 

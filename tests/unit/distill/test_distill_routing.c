@@ -17,7 +17,9 @@
  *               loss against central finite differences on its largest-gradient weights
  *               (float32 loss, step 5e-4: within 3% + 1e-3 of the largest gradient; reached 0.7%)
  *     conflict  the paper's Fig. 3 counts (log_conflict_ratio, threshold 0.5) equal the
- *               reference's conflict.counts of kd_i3 (conflicting anchors, positives)
+ *               reference's conflict.counts (conflicting anchors, positives) for the GFL,
+ *               ATSS and RetinaNet pairs (per anchor row) and the GFL student under the
+ *               ATSS (per row) and the RetinaNet teacher (per location)
  *     errors    a feature-KD weight on a method without one, the not-implemented adapter, a
  *               missing teacher checkpoint (named),
  *               a teacher whose head differs
@@ -38,6 +40,10 @@ static kd_tfile batch;
 static kd_image_gt gts[2];
 static float *dimg;
 static int N, H, W;
+/* the fixture pair a case runs on: student config, student weights, teacher weights (file
+ * names in dir); the GFL pair unless a case sets another */
+static const char *cfg_file = "kd_student.yaml", *stu_file = "kd_student.weights.safetensors",
+                  *tea_file = "kd_teacher.weights.safetensors";
 
 typedef struct run {
     kd_model *st;
@@ -50,7 +56,7 @@ static void load_cfg(kd_config *c, const char *const *sets, int n_sets)
 {
     char p[1024];
     kd_err err;
-    snprintf(p, sizeof p, "%s/kd_student.yaml", dir);
+    snprintf(p, sizeof p, "%s/%s", dir, cfg_file);
     KD_REQUIRE(kd_options_load(c, p, sets, n_sets, &err) == KD_OK);
 }
 
@@ -69,11 +75,11 @@ static void step_init(kd_config *c, run *r, int det_off, int init)
     }
     kd_model_opts so = {N, H, W, 0, kd_distill_student_hold_idx(&c->model)};
     KD_REQUIRE(kd_model_create(be, &c->model, &so, &r->st, &err) == KD_OK);
-    snprintf(p, sizeof p, "%s/kd_student.weights.safetensors", dir);
+    snprintf(p, sizeof p, "%s/%s", dir, stu_file);
     if (init) kd_model_init(r->st, 5);
     else KD_REQUIRE(kd_model_load(r->st, p, &err) == KD_OK);
-    snprintf(p, sizeof p, "%s/kd_student.yaml", dir);
-    snprintf(tw, sizeof tw, "%s/kd_teacher.weights.safetensors", dir);
+    snprintf(p, sizeof p, "%s/%s", dir, cfg_file);
+    snprintf(tw, sizeof tw, "%s/%s", dir, tea_file);
     KD_REQUIRE(kd_distiller_create(be, c, p, tw, r->st, &r->d, &err) == KD_OK);
     KD_REQUIRE(kd_distiller_teacher_forward(r->d, dimg, N, H, W, &err) == KD_OK);
     KD_REQUIRE(kd_model_forward(r->st, dimg, N, H, W, &err) == KD_OK);
@@ -270,8 +276,10 @@ static void adapter(void)
     done(&r);
 }
 
-static void conflict(void)
+/* The conflict counts of one fixture pair (CrossKD, i 3) against its reference file. */
+static void conflict_of(const char *cfg, const char *stu, const char *tea, const char *expected)
 {
+    cfg_file = cfg, stu_file = stu, tea_file = tea;
     static kd_config c;
     const char *sets[] = {"model.kd_cfg.log_conflict_ratio=true", "model.kd_cfg.conflict_threshold=0.5"};
     load_cfg(&c, sets, 2);
@@ -280,16 +288,34 @@ static void conflict(void)
     kd_tfile ref;
     kd_err err;
     char p[1024];
-    snprintf(p, sizeof p, "%s/kd_i3.expected.safetensors", dir);
+    snprintf(p, sizeof p, "%s/%s", dir, expected);
     KD_REQUIRE(kd_tfile_read(p, &ref, &err) == KD_OK);
     const kd_tf_tensor *t = kd_tfile_get(&ref, "conflict.counts");
     KD_REQUIRE(t && kd_tf_elems(t) == 2);
     const float *v = t->data;
-    fprintf(stderr, "conflicts %g (ref %g), positives %g (ref %g)\n", r.terms.conflicts, v[0], r.terms.positives, v[1]);
+    fprintf(stderr, "%s: conflicts %g (ref %g), positives %g (ref %g)\n", expected, r.terms.conflicts, v[0],
+            r.terms.positives, v[1]);
     KD_EXPECT(r.terms.conflicts == v[0] && r.terms.positives == v[1]);
     KD_EXPECT(r.terms.positives > 0 && r.terms.conflicts > 0);
     kd_tfile_free(&ref);
     done(&r);
+}
+
+/* Per anchor row for the one-anchor pairs (GFL, ATSS, and a GFL student with an ATSS teacher)
+ * and RetinaNet's nine; per location for a GFL student under a RetinaNet teacher. */
+static void conflict(void)
+{
+    conflict_of("kd_student.yaml", "kd_student.weights.safetensors", "kd_teacher.weights.safetensors",
+                "kd_i3.expected.safetensors");
+    conflict_of("kd_atss_student.yaml", "kd_atss_student.weights.safetensors", "kd_atss_teacher.weights.safetensors",
+                "kd_atss_i3.expected.safetensors");
+    conflict_of("kd_retina_student.yaml", "kd_retina_student.weights.safetensors",
+                "kd_retina_teacher.weights.safetensors", "kd_retina_i3.expected.safetensors");
+    conflict_of("kd_x_atss_student.yaml", "kd_student.weights.safetensors", "kd_atss_teacher.weights.safetensors",
+                "kd_x_atss.expected.safetensors");
+    conflict_of("kd_x_retina_student.yaml", "kd_student.weights.safetensors", "kd_retina_teacher.weights.safetensors",
+                "kd_x_retina.expected.safetensors");
+    cfg_file = "kd_student.yaml", stu_file = "kd_student.weights.safetensors", tea_file = "kd_teacher.weights.safetensors";
 }
 
 static void expect_create_error(const char *const *sets, int n, const char *teacher_w, const char *needle)
