@@ -53,6 +53,8 @@ static const kd_opt k_opts[] = {
     INT("model.bbox_head.stacked_convs", model.bbox_head.stacked_convs, 0, 8, "4", "conv blocks per head tower"),
     INT("model.bbox_head.feat_channels", model.bbox_head.feat_channels, 1, 4096, "256", "head tower channels"),
     INT("model.bbox_head.reg_max", model.bbox_head.reg_max, 1, 64, "16", "GFL: distance bins per side are reg_max+1"),
+    ENUM("model.bbox_head.norm_cfg.type", model.bbox_head.norm_type, "default|GN|none", "default",
+         "head tower normalisation: default = the head type's (GN; none for RetinaHead, as in MMDetection)"),
     INT("model.bbox_head.norm_cfg.num_groups", model.bbox_head.gn_groups, 1, 1024, "32", "GroupNorm groups in the head towers"),
     INT("model.bbox_head.anchor_generator.octave_base_scale", model.bbox_head.octave_base_scale, 1, 64, "8", "anchor side in strides"),
     INT("model.bbox_head.anchor_generator.scales_per_octave", model.bbox_head.scales_per_octave, 1, 8, "1",

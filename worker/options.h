@@ -44,6 +44,7 @@ typedef struct kd_model_cfg {
     struct {
         int type; /* kd_detector of the head (GFLHead, RetinaHead, ATSSHead, FCOSHead) */
         long long num_classes, stacked_convs, feat_channels, reg_max, gn_groups;
+        int norm_type; /* 0 the head type's default (GN; none for RetinaHead), 1 GN, 2 none */
         long long octave_base_scale, scales_per_octave;
         kd_cfg_list strides, ratios, target_stds, regress_ranges;
         double loss_cls_beta, loss_cls_gamma, loss_cls_alpha, loss_cls_weight;

@@ -7,6 +7,8 @@
  *               atss_centerness (1) on the reg tower's last features.
  *   RetinaHead  blocks conv3x3 with bias -> ReLU (no norm); retina_cls (A*K), retina_reg
  *               (A*4), A anchors per location; no Scale.
+ * model.bbox_head.norm_cfg.type overrides the head type's choice of block (GN for a
+ * RetinaHead, as MMDetection's norm_cfg=dict(type='GN') does; none for the others).
  *   FCOSHead    the GN blocks (the gn-head configs); conv_cls (K), conv_reg (4) times the
  *               Scale, conv_centerness (1) on the cls tower's last features. The reg output
  *               is Scale * conv_reg, the LOG of the distances: MMDetection's exp (norm_on_bbox
@@ -51,7 +53,7 @@ static kd_status head_shape(kd_head *h, const kd_model_cfg *cfg, int levels, kd_
     h->R = h->type == KD_DET_GFL ? (int)cfg->bbox_head.reg_max : 0;
     h->G = (int)cfg->bbox_head.gn_groups;
     h->L = levels;
-    h->norm = h->type != KD_DET_RETINANET;
+    h->norm = cfg->bbox_head.norm_type == 0 ? h->type != KD_DET_RETINANET : cfg->bbox_head.norm_type == 1;
     h->A = h->type == KD_DET_RETINANET
                ? (int)(cfg->bbox_head.ratios.n * cfg->bbox_head.scales_per_octave)
                : 1;

@@ -2,7 +2,8 @@
  * width 64 have torchvision's parameter counts without the classifier (18: 11,176,512;
  * 34: 21,284,672; 50: 23,508,032; 101: 42,500,160), the full GFL-R50 carries MMDetection's
  * key names, frozen_stages=1 freezes exactly the stem and layer1, and the planner lays out
- * trainable parameters first. Also: unsupported options fail with a message naming the key.
+ * trainable parameters first; model.bbox_head.norm_cfg.type picks the tower block (and its
+ * keys) over the head type's default. Also: unsupported options fail with a message naming the key.
  */
 #include <stdio.h>
 #include <string.h>
@@ -86,6 +87,30 @@ static void gfl_r50_keys(void)
     kd_model_destroy(t);
 }
 
+/* model.bbox_head.norm_cfg.type: the head type's block by default (RetinaHead conv + bias,
+ * the others conv + GN), GN or none when set, with MMDetection's keys for each. */
+static void head_norm(void)
+{
+    static kd_config cfg;
+    kd_err err;
+    kd_model_opts o = {1, 64, 64, 0, -1};
+    const struct { int type, norm_type, gn; } cases[] = {
+        {KD_DET_RETINANET, 0, 0}, {KD_DET_RETINANET, 1, 1}, {KD_DET_GFL, 0, 1}, {KD_DET_GFL, 2, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        KD_REQUIRE(kd_options_load(&cfg, NULL, NULL, 0, &err) == KD_OK);
+        cfg.model.type = cfg.model.bbox_head.type = cases[i].type;
+        cfg.model.bbox_head.norm_type = cases[i].norm_type;
+        kd_model *m = NULL;
+        KD_REQUIRE(kd_model_create(be, &cfg.model, &o, &m, &err) == KD_OK);
+        KD_EXPECT_MSG((kd_params_find(&m->params, "bbox_head.cls_convs.3.gn.weight") >= 0) == cases[i].gn,
+                      "case %zu: gn keys", i);
+        KD_EXPECT_MSG((kd_params_find(&m->params, "bbox_head.reg_convs.0.conv.bias") >= 0) == !cases[i].gn,
+                      "case %zu: conv bias keys", i);
+        KD_EXPECT(m->head.norm == cases[i].gn);
+        kd_model_destroy(m);
+    }
+}
+
 static void unsupported(void)
 {
     static kd_config cfg;
@@ -122,6 +147,7 @@ int main(void)
     }
     KD_TEST_RUN(backbone_counts);
     KD_TEST_RUN(gfl_r50_keys);
+    KD_TEST_RUN(head_norm);
     KD_TEST_RUN(unsupported);
     be->close(be);
     return kd_test_summary();
