@@ -70,6 +70,7 @@ kd_det_table7() { # GFL student under teachers of another head type
       echo "| | prediction mimicking | $(kd_det_metrics pred_mimic-s0) | $(kd_det_conflict pred_mimic-s0) |"
       echo "| | CrossKD | $(kd_det_metrics crosskd-s0) | $(kd_det_conflict crosskd-s0) |"
     else
+      [ "$d" = atss ] && echo "| | prediction mimicking of the ATSS teacher | $(kd_det_metrics pred_mimic-gfl-from-atss-s0) | $(kd_det_conflict pred_mimic-gfl-from-atss-s0) |"
       echo "| | CrossKD through the $(kd_det_label "$d") head | $(kd_det_metrics "crosskd-gfl-from-$d-s0") | $(kd_det_conflict "crosskd-gfl-from-$d-s0") |"
     fi
   done
@@ -82,7 +83,7 @@ kd_det_figures() { # validation AP against the iteration, one figure per detecto
   for d in "${detectors[@]}" table7; do
     args=()
     if [ "$d" = table7 ]; then
-      for run in baseline-s0 crosskd-s0 crosskd-gfl-from-atss-s0 crosskd-gfl-from-retinanet-s0; do
+      for run in baseline-s0 crosskd-s0 pred_mimic-gfl-from-atss-s0 crosskd-gfl-from-atss-s0 crosskd-gfl-from-retinanet-s0; do
         [ -f "$root/$run/done" ] && args+=("${run%-s0}=$root/$run/logs/scalars.jsonl")
       done
     else
