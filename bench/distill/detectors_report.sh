@@ -26,7 +26,7 @@ kd_det_delta() { # run base-run -> "+x.y" or "-"
 kd_det_conflict() { # run -> mean conflict_ratio over its last epoch's logged steps, or "-"
   local f=$root/$1/logs/scalars.jsonl
   [ -f "$f" ] || { echo -; return; }
-  awk 'function get(k) { if (match($0, "\"" k "\":[-0-9.eE+]+")) return substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); return "" }
+  awk "$kd_awk_get"'
        /"conflict_ratio"/ { e = get("epoch"); v = get("conflict_ratio"); s[e] += v; c[e]++; last = e }
        END { if (last == "") print "-"; else printf "%.3f\n", s[last] / c[last] }' "$f"
 }

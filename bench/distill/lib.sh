@@ -113,6 +113,10 @@ kd_bench_main() { # [--train-one RUN] [BUILD_DIR]: one lane's job, or the whole 
   [ -n "${NO_TRAIN:-}" ] || kd_bench_train
 }
 
+# awk: get(k) is the number of key k in a JSON line of logs/scalars.jsonl, or "" (the reports'
+# one reader of the trainer's scalar lines)
+kd_awk_get='function get(k) { if (match($0, "\"" k "\":[-0-9.eE+]+")) return substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); return "" }'
+
 kd_report_ap() { # work dir -> "AP AP50 AP75 APs APm APl" (x 100) of its final results, or nothing
   local wd=$1 res
   [ -f "$wd/done" ] || return 0

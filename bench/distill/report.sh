@@ -4,8 +4,8 @@
 # `<!-- generated:begin -->` / `<!-- generated:end -->` markers of RESULTS.md (the text around
 # the markers is kept, so the written analysis survives a rerun).
 # Uses from run.sh: bin plot data root results figs seeds methods positions run_names; from
-# lib.sh: kd_report_ap, kd_report_replace_block. detectors.sh uses the generic pieces (timing,
-# versions, commands).
+# lib.sh: kd_report_ap, kd_report_replace_block, kd_awk_get. detectors.sh uses the generic
+# pieces (timing, versions, commands).
 # Numbers are COCO bbox AP x 100; "mean ± sd" is over the seeds that finished (sample standard
 # deviation, n - 1), and "range" is min..max over those seeds.
 
@@ -180,8 +180,7 @@ kd_report_loss_scales() { # logged loss terms, mean over the first and the last 
     local f=$root/$m-s0/logs/scalars.jsonl
     [ "$m" = teacher ] && f=$root/teacher/logs/scalars.jsonl
     [ -f "$(dirname "$(dirname "$f")")/done" ] || continue
-    awk -v run="$m" -v keys="$keys" '
-      function get(k,   r) { if (match($0, "\"" k "\":[-0-9.eE+]+")) { r = substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); return r } return "" }
+    awk -v run="$m" -v keys="$keys" "$kd_awk_get"'
       /"loss_cls"/ { e = get("epoch"); if (first == "") first = e; last = e; nk = split(keys, K, " ");
         for (i = 1; i <= nk; i++) { v = get(K[i]); if (v == "") continue; s[e, i] += v; c[e, i]++ } }
       END { printf "| %s | %s, %s |", run, first, last;

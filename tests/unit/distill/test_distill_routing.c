@@ -276,7 +276,8 @@ static void adapter(void)
     done(&r);
 }
 
-/* The conflict counts of one fixture pair (CrossKD, i 3) against its reference file. */
+/* The conflict counts of one fixture pair (CrossKD, i 3) against its reference file; the GFL
+ * pair is the current one again afterwards. */
 static void conflict_of(const char *cfg, const char *stu, const char *tea, const char *expected)
 {
     cfg_file = cfg, stu_file = stu, tea_file = tea;
@@ -299,6 +300,7 @@ static void conflict_of(const char *cfg, const char *stu, const char *tea, const
     KD_EXPECT(r.terms.positives > 0 && r.terms.conflicts > 0);
     kd_tfile_free(&ref);
     done(&r);
+    cfg_file = "kd_student.yaml", stu_file = "kd_student.weights.safetensors", tea_file = "kd_teacher.weights.safetensors";
 }
 
 /* Per anchor row for the one-anchor pairs (GFL, ATSS, and a GFL student with an ATSS teacher)
@@ -315,7 +317,6 @@ static void conflict(void)
                 "kd_x_atss.expected.safetensors");
     conflict_of("kd_x_retina_student.yaml", "kd_student.weights.safetensors", "kd_retina_teacher.weights.safetensors",
                 "kd_x_retina.expected.safetensors");
-    cfg_file = "kd_student.yaml", stu_file = "kd_student.weights.safetensors", tea_file = "kd_teacher.weights.safetensors";
 }
 
 static void expect_create_error(const char *const *sets, int n, const char *teacher_w, const char *needle)
